@@ -27,12 +27,13 @@ from watchdog.client import (
     AuthenticationFailed,
     ClientStats,
     ClusterClient,
+    ClusterError,
     ClusterUnreachable,
     PermissionDenied,
 )
 from watchdog.config import ClusterConfig
 
-FIXTURES = Path("/work/shared/reference/fixtures")
+FIXTURES = Path(__file__).parent / "data"  # copies of /work/shared/reference/fixtures
 
 
 def fixture(name: str) -> Any:
@@ -44,8 +45,8 @@ AUTH_ERRORS = fixture("error_401.json")
 
 def auth_error(status: int, when: str) -> str:
     """The text/plain body CockroachDB sends in the situation `when` describes."""
-    return next(v["body"] for v in AUTH_ERRORS["variants"]
-                if v["status"] == status and when in v["when"])
+    return str(next(v["body"] for v in AUTH_ERRORS["variants"]
+                    if v["status"] == status and when in v["when"]))
 
 
 SESSION_REJECTED = AUTH_ERRORS["response"]["body"]
@@ -230,6 +231,8 @@ async def test_concurrent_calls_share_one_login_and_one_relogin(
 
     assert all(len(nodes) == 3 for nodes in results)
     assert len(cluster.logins) == 2
+    sent = [r.headers.get(SESSION_HEADER) for r in data_requests(node)]
+    assert sent == [TOKEN] * 10 + [cluster.issued[1]] * 5, "all five were rejected together"
     assert client.stats.logins == 2
 
 
@@ -411,7 +414,7 @@ async def test_every_url_failing_raises_cluster_unreachable_with_a_reason_per_ur
 
     reasons = caught.value.reasons
     assert list(reasons) == [base_url(wrong), closed_url, base_url(erroring)]
-    assert "ConnectError" in reasons[closed_url]
+    assert "ConnectionRefusedError" in reasons[closed_url]
     assert reasons[base_url(erroring)] == f"HTTP 500: {INTERNAL_ERROR.strip()}"
     assert reasons[base_url(wrong)].startswith("unexpected payload: nodes[0].")
     assert all(reason in str(caught.value) for reason in reasons.values())
@@ -451,6 +454,8 @@ async def test_events_always_send_limit_and_offset(
     assert events[0].event_type == "create_database"
     assert [r.args.to_dict() for r in data_requests(node)] == [
         {"limit": "100", "offset": "0"}, {"limit": "5", "offset": "10"}]
+    with pytest.raises(ValueError, match="limit"):
+        await client.events(limit=0)
 
 
 async def test_hot_ranges_page_by_start_token_until_an_empty_page(
@@ -477,6 +482,22 @@ async def test_hot_ranges_page_by_start_token_until_an_empty_page(
     assert len(data_requests(node)) == 3
 
 
+@pytest.mark.parametrize(("source", "path", "page", "reason"), [
+    ("nodes", "/api/v2/nodes/", {"nodes": [], "next": 0}, "expected an offset after 0"),
+    ("hot_ranges", "/api/v2/ranges/hot/",
+     {**fixture("ranges_hot.json"), "next": "tok"}, "did not advance"),
+])
+async def test_paging_that_does_not_advance_fails_instead_of_looping(
+    servers: list[HTTPServer], connect: Connect, source: str, path: str, page: Any, reason: str
+) -> None:
+    node = servers[0]
+    node.expect_request(path).respond_with_json(page)
+    client = connect(base_url(node), password=None)
+
+    with pytest.raises(ClusterUnreachable, match=reason):
+        await getattr(client, source)()
+
+
 async def test_health_asks_every_url_without_a_session_and_reports_down_urls_as_data(
     servers: list[HTTPServer], connect: Connect, closed_url: str
 ) -> None:
@@ -497,7 +518,7 @@ async def test_health_asks_every_url_without_a_session_and_reports_down_urls_as_
         (True, True, 200), (True, False, 200), (False, False, 500), (False, False, None)]
     assert [i.error for i in items[:2]] == [None, None]
     assert items[2].error == f"HTTP 500: {INTERNAL_ERROR.strip()}"
-    assert items[3].error is not None and "ConnectError" in items[3].error
+    assert items[3].error is not None and "ConnectionRefusedError" in items[3].error
     assert all(i.latency is not None and i.latency > 0 for i in items[:3])
     assert items[3].latency is None
     assert all(i.node_id is None for i in items)
@@ -587,6 +608,14 @@ async def test_secrets_stay_out_of_urls_but_url_credentials_still_go_as_basic_au
     assert (request.authorization.username, request.authorization.password) == (
         "watch", URL_SECRET)
     assert URL_SECRET not in repr(client)
+
+
+def test_an_unreadable_ca_cert_fails_at_construction(tmp_path: Path) -> None:
+    config = ClusterConfig(name="prod", urls=["https://127.0.0.1:8080"],
+                           ca_cert=tmp_path / "missing.crt")
+
+    with pytest.raises(ClusterError, match="cannot load ca_cert"):
+        ClusterClient(config)
 
 
 @pytest.fixture(scope="module")

@@ -170,7 +170,7 @@ class ClusterClient:
     # --- the four sources -------------------------------------------------------------------
 
     async def nodes(self) -> list[Node]:
-        """Every node, paged by offset until `next` is absent."""
+        """Every node, paged by offset until `next` is absent: big clusters make big pages."""
         nodes: list[Node] = []
         offset: int | None = 0
         while offset is not None:
@@ -256,12 +256,12 @@ class ClusterClient:
         return _Session(generation, token=token)
 
     async def _post_login(self) -> str:
-        self.stats.logins += 1
         try:
             password = self._config.read_password()
         except OSError as exc:
             raise AuthenticationFailed(
                 f"cluster {self.name}: cannot read password_file: {exc.strerror}") from None
+        self.stats.logins += 1
         form = {"username": self._config.username,
                 "password": password.get_secret_value() if password else ""}
         try:
@@ -324,7 +324,7 @@ class ClusterClient:
                 self.stats.failovers += 1
                 logger.info("cluster %s: %s answered by %s after failures: %s",
                             self.name, path, endpoint.url, reasons)
-            pass
+            self._preferred = index
             return result
         raise ClusterUnreachable(self.name, reasons)
 
@@ -368,8 +368,7 @@ class ClusterClient:
             raise _UrlFailed(f"timed out after {self._timeout:g} s "
                              f"({type(exc).__name__})") from None
         except httpx.RequestError as exc:
-            raise _UrlFailed(f"{type(exc).__name__}: {exc}" if str(exc)
-                             else type(exc).__name__) from None
+            raise _UrlFailed(_transport_reason(exc)) from None
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         """Stop reading past the cap, so a runaway response cannot exhaust memory."""
@@ -393,6 +392,20 @@ def _tls_context(config: ClusterConfig) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=cafile)
     except OSError as exc:
         raise ClusterError(f"cluster {config.name}: cannot load ca_cert {cafile}: {exc}") from None
+
+
+def _transport_reason(exc: httpx.RequestError) -> str:
+    """httpx often says only "All connection attempts failed"; the root cause says whether the
+    port was refused, the name did not resolve or the certificate did not verify."""
+    root: BaseException = exc
+    for _ in range(8):  # chains are short; the bound only guards against a cycle
+        cause = root.__cause__ or root.__context__
+        if cause is None:
+            break
+        root = cause
+    kind = type(exc).__name__ if root is exc else f"{type(exc).__name__} ({type(root).__name__})"
+    text = str(root) or str(exc)
+    return f"{kind}: {text}" if text else kind
 
 
 def _decode(path: str, status: int, body: bytes, parse: Callable[[Any], T]) -> T:
