@@ -200,6 +200,15 @@ class Store:
                   json.dumps(sorted(r.resolved)), r.sent_at.timestamp())
                  for (group_key, channel), r in records.items()])
 
+    def notified(self) -> tuple[set[str], set[str]]:
+        """Every alert fingerprint some channel was told is firing, and told is resolved."""
+        firing: set[str] = set()
+        resolved: set[str] = set()
+        for row in self._db.execute("SELECT firing, resolved FROM nflog"):
+            firing.update(json.loads(row[0]))
+            resolved.update(json.loads(row[1]))
+        return firing, resolved
+
     def outbox(self, due_by: datetime | None = None) -> list[OutboxEntry]:
         """Undelivered notifications, oldest first; only those due by `due_by` if given."""
         query = ("SELECT channel, url, title, body, body_format, notify_type, created_at,"
