@@ -111,6 +111,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from watchdog.demo import run_demo
 
+    if args.log_level == "info":
+        logging.getLogger().setLevel(logging.WARNING)  # the demo narrates; logs would clutter it
+
     return asyncio.run(run_demo(keep_running=args.keep_running))
 
 

@@ -45,8 +45,9 @@ def _seconds(value: timedelta | float) -> float:
 
 
 def _duration(value: timedelta | float) -> str:
-    """`node.metrics['sys.uptime'] | duration` → `3h12m5s`."""
-    return format_duration(timedelta(seconds=round(_seconds(value), 3)))
+    """`node.metrics['sys.uptime'] | duration` → `3h12m5s` (milliseconds only below 10 s)."""
+    seconds = _seconds(value)
+    return format_duration(timedelta(seconds=round(seconds, 3 if abs(seconds) < 10 else 0)))
 
 
 def _bytes(value: float) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,7 +199,8 @@ class Watchdog:
                 interval = cluster.config.intervals.of(source).total_seconds()
                 scheduler.add_job(job, "interval", seconds=interval, args=[cluster.name, source],
                                   id=f"{cluster.name}:{source}", next_run_time=self.clock(),
-                                  coalesce=True, max_instances=1, misfire_grace_time=interval)
+                                  coalesce=True, max_instances=1,
+                                  misfire_grace_time=math.ceil(interval))
         scheduler.start()
         notify_loop = asyncio.create_task(self._notifier(stop, notifier))
         notifier.send(READY="1", STATUS=self._status())
@@ -241,10 +243,12 @@ class Watchdog:
             await cluster.client.aclose()
 
 
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
+async def _first(*events: asyncio.Event, task: asyncio.Future[Any] | None = None) -> None:
+    """Wait until one of the events is set (or `task` ends)."""
+    waiters: set[asyncio.Future[Any]] = {asyncio.create_task(event.wait()) for event in events}
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters | ({task} if task else set()),
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
@@ -276,7 +280,10 @@ async def serve(config_path: Path, load: Callable[[Path], tuple[Config, RuleSet]
         while True:
             halt = asyncio.Event()
             running = asyncio.create_task(Watchdog(config, rules, store).run(halt, notifier))
-            await _first(stop, reload)
+            await _first(stop, reload, task=running)
+            if running.done():
+                running.result()
+                raise RuntimeError("the watchdog stopped without being asked to")
             notifier.send(STOPPING="1") if stop.is_set() else notifier.send(RELOADING="1")
             halt.set()
             await running

@@ -1,0 +1,135 @@
+"""Helpers for end-to-end tests: a `crdb-watchdog run` process and a webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+class Receiver:
+    """A webhook receiver behind `json://127.0.0.1:PORT/hook`: records every payload."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self.received_at: list[float] = []
+        self.up = True
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not receiver.up:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.payloads.append(json.loads(body))
+                receiver.received_at.append(time.monotonic())
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def titles(self, prefix: str = "") -> list[str]:
+        return [p["title"] for p in self.payloads if p["title"].startswith(prefix)]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def write_config(path: Path, urls: list[str], receiver_url: str, *, interval: str = "300ms",
+                 password: str = "secret", unreachable_after: int = 3,
+                 rules: list[str] | None = None, extra: str = "") -> Path:
+    rules_line = f"rules: {json.dumps(rules)}\n" if rules is not None else ""
+    path.write_text(f"""\
+clusters:
+  - name: sim
+    urls: {json.dumps(urls)}
+    password: {password}
+    intervals: {{health: {interval}, nodes: {interval}, events: {interval}}}
+    timeout: 1s
+    unreachable_after: {unreachable_after}
+{rules_line}channels:
+  hook: {{urls: ["{receiver_url}"]}}
+routes:
+  - channels: [hook]
+    group_wait: 0s
+    group_interval: 500ms
+    repeat_interval: 1h
+state: {path.parent / "state.db"}
+delivery: {{retry_initial: 200ms, retry_max: 1s}}
+{extra}""")
+    return path
+
+
+class WatchdogProcess:
+    """`crdb-watchdog run -c CONFIG` as a child process, its output kept for assertions."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.parent / "watchdog.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "watchdog", "run", "-c", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_watchdog(config: Path) -> Iterator[WatchdogProcess]:
+    process = WatchdogProcess(config)
+    process.start()
+    try:
+        yield process
+    finally:
+        if process.running:
+            process.kill9()
