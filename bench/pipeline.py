@@ -75,12 +75,15 @@ async def dispatch_latency(incidents: int) -> dict[str, list[float]]:
         await asyncio.sleep(1)
         for incident in range(incidents):
             victim = 2 + incident % 2
-            for key, action in (("fire", lambda: (sim.kill(victim), sim.advance(TTL))),
-                                ("resolve", lambda: sim.revive(victim))):
+            for key in ("fire", "resolve"):
                 data_at.pop(key, None)
                 sent = len(receiver.payloads)
-                action()
-                await _wait(lambda: len(receiver.payloads) > sent)
+                if key == "fire":
+                    sim.kill(victim)
+                    sim.advance(TTL)
+                else:
+                    sim.revive(victim)
+                await _wait(receiver, sent)
                 latencies[key].append(receiver.received_at[sent] - data_at[key])
     finally:
         stop.set()
@@ -91,9 +94,10 @@ async def dispatch_latency(incidents: int) -> dict[str, list[float]]:
     return latencies
 
 
-async def _wait(condition: object, timeout: float = 30.0) -> None:
+async def _wait(receiver: Receiver, received: int, timeout: float = 30.0) -> None:
+    """Until the receiver holds more than `received` notifications."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while len(receiver.payloads) <= received:
         if time.monotonic() > deadline:
             raise TimeoutError("no notification arrived")
         await asyncio.sleep(0.001)

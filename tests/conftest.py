@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from watchdog.alerts import Alert, State
 
 DATA = Path(__file__).parent / "data"
 
@@ -18,3 +22,27 @@ def fixture_json(name: str) -> Any:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+# Notify pipeline (tests/test_notify_*.py) ----------------------------------------------
+
+NOTIFY_T0 = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+
+
+def _alert(name: str = "NodeLivenessLost", node_id: str | None = "1", *,
+           state: State = State.FIRING, severity: str = "critical", cluster: str = "prod",
+           fired_at: datetime = NOTIFY_T0, resolved_at: datetime | None = None,
+           summary: str | None = None, **labels: str) -> Alert:
+    """An alert as the tracker holds it; node alerts carry an address and a locality."""
+    base = {"alertname": name, "cluster": cluster, "severity": severity}
+    if node_id is not None:
+        base |= {"node_id": node_id, "address": f"crdb-{node_id}:26257",
+                 "region": "us-east1", "zone": "us-east1-b"}
+    summary = summary or (f"Node {node_id} is UNAVAILABLE" if node_id else f"{name} in {cluster}")
+    return Alert(base | labels, {"summary": summary}, state, active_at=fired_at,
+                 last_true_at=fired_at, fired_at=fired_at, resolved_at=resolved_at)
+
+
+@pytest.fixture
+def make_alert() -> Callable[..., Alert]:
+    return _alert

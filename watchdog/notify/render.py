@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from watchdog.alerts import Alert, State
 from watchdog.durations import format_duration
 from watchdog.resources import builtin_dir
-from watchdog.sourcefile import Problem
+from watchdog.sourcefile import InvalidInput, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ class Renderer:
         """`clusters` maps a cluster name to its DB Console base URL, for links."""
         builtin = builtin_dir("templates")
         self._builtin = _environment(builtin)
-        self._overrides = overrides
-        self._user = None if overrides is None else _environment(overrides, builtin)
+        self._user = None if overrides is None else (overrides, _environment(overrides, builtin))
         self._consoles = {name: url.rstrip("/") for name, url in (clusters or {}).items()}
 
     def render(self, firing: Sequence[Alert], resolved: Sequence[Alert], fmt: Format, *,
@@ -78,30 +78,33 @@ class Renderer:
         title = self._render(TITLE_TEMPLATE, context)
         return " ".join(title.split()), self._render(BODY_TEMPLATES[fmt], context).strip()
 
-    def check(self) -> list[Problem]:
-        """Problems of the user's templates, found by rendering each one on sample alerts."""
+    def validate(self) -> None:
+        """Render each of the user's templates on sample alerts; InvalidInput lists failures.
+
+        For `check`: at run time the same failures fall back to the built-in templates.
+        """
         if self._user is None:
-            return []
+            return
+        folder, user = self._user
         context = self._context([_SAMPLE], [_SAMPLE_RESOLVED], _SAMPLE_TIME)
         problems = []
         for name in (TITLE_TEMPLATE, *BODY_TEMPLATES.values()):
             try:
-                self._user.get_template(name).render(context)
+                user.get_template(name).render(context)
             except Exception as exc:  # any error of a user's template is a problem to report
-                problems.append(self._problem(name, exc))
-        return problems
+                problems.append(_problem(folder / name, exc))
+        if problems:
+            raise InvalidInput(problems)
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         if self._user is not None:
+            folder, user = self._user
             try:
-                return self._user.get_template(name).render(context)
+                return user.get_template(name).render(context)
             except Exception as exc:  # whatever a user's template does, the page goes out
-                logger.error("%s; using the built-in template", self._problem(name, exc))
+                problem = _problem(folder / name, exc)
+                logger.error("%s (using the built-in template instead)", problem)
         return self._builtin.get_template(name).render(context)
-
-    def _problem(self, name: str, exc: Exception) -> Problem:
-        path = Path(self._overrides or "") / name
-        return Problem(str(path), _line(exc, path), f"{type(exc).__name__}: {exc}")
 
     def _context(self, firing: Sequence[Alert], resolved: Sequence[Alert],
                  now: datetime) -> dict[str, Any]:
@@ -126,8 +129,8 @@ class Renderer:
             state=alert.state.value, summary=notes.get("summary", ""),
             description=notes.get("description", ""), runbook_url=notes.get("runbook_url", ""),
             node_id=node_id, address=labels.get("address", ""),
-            locality=_pairs(labels, lambda name: name in _LOCALITY_TIERS),
-            extra_labels=_pairs(labels, lambda name: name not in _SHOWN | _LOCALITY_TIERS),
+            locality=_pairs(labels, _LOCALITY_TIERS),
+            extra_labels=_pairs(labels, labels.keys() - _SHOWN - _LOCALITY_TIERS),
             labels=labels, fired_at=_iso(started), resolved_at=_iso(ended) if ended else "",
             duration=_human((ended or now) - started),
             console_url=self._console_url(alert.cluster, node_id),
@@ -151,22 +154,23 @@ def _environment(*folders: Path) -> ImmutableSandboxedEnvironment:
     )
 
 
-def _line(exc: Exception, path: Path) -> int | None:
-    """The template line of an error: syntax errors carry it, runtime ones in the traceback."""
+def _problem(path: Path, exc: Exception) -> Problem:
+    """`path:line: error`: syntax errors carry their line, runtime ones leave it in frames."""
     line: int | None = getattr(exc, "lineno", None)
     if line is None:
         frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
                   if frame.filename == str(path)]
         line = frames[-1].lineno if frames else None
-    return line
+    return Problem(str(path), line, f"{type(exc).__name__}: {exc}")
 
 
 def _chronological(alerts: Sequence[Alert]) -> list[Alert]:
     return sorted(alerts, key=lambda alert: (alert.fired_at or alert.active_at, alert.fingerprint))
 
 
-def _pairs(labels: Mapping[str, str], keep: Any) -> str:
-    return ", ".join(f"{name}={value}" for name, value in labels.items() if keep(name))
+def _pairs(labels: Mapping[str, str], names: AbstractSet[str]) -> str:
+    """`region=us-east1, zone=b`: the labels among `names`, in the labels' own order."""
+    return ", ".join(f"{name}={value}" for name, value in labels.items() if name in names)
 
 
 def _iso(moment: datetime) -> str:
