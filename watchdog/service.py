@@ -21,13 +21,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from watchdog.alerts import Alert, Finding, Timing
+from watchdog.alerts import Finding
 from watchdog.client import ClusterClient
 from watchdog.config import ClusterConfig, Config, Source
+from watchdog.evaluation import ClusterEvaluator
 from watchdog.notify import Deliverer, Dispatcher, Renderer
 from watchdog.poller import PollResult, SourcePoller
-from watchdog.rules import EvalContext, RuleResult, RuleSet
-from watchdog.snapshot import Item
+from watchdog.rules import RuleResult, RuleSet
 from watchdog.sourcefile import InvalidInput
 from watchdog.store import PollRecord, Store
 from watchdog.systemd import Notifier, watchdog_interval
@@ -35,7 +35,6 @@ from watchdog.tracker import AlertTracker
 
 log = logging.getLogger(__name__)
 
-CLUSTER_UNREACHABLE = "ClusterUnreachable"
 NOTIFIER_TICK = 1.0
 STOP_TIMEOUT = 5.0
 
@@ -46,14 +45,12 @@ def utcnow() -> datetime:
 
 @dataclass
 class ClusterWatch:
-    """One cluster's client and what the watchdog last saw of it."""
+    """One cluster: its client, its evaluator, and its sources' current poll errors."""
 
     config: ClusterConfig
     client: ClusterClient
-    latest: dict[Source, list[Item]] = field(default_factory=dict)
-    previous: dict[Source, dict[str, Item]] = field(default_factory=dict)
-    failed_polls: int = 0
-    last_errors: dict[str, str] = field(default_factory=dict)
+    evaluator: ClusterEvaluator
+    poll_errors: dict[Source, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -76,8 +73,12 @@ class Watchdog:
         self.rules = rules
         self.store = store
         self.clock = clock
-        self.clusters = {c.name: ClusterWatch(c, ClusterClient(c)) for c in config.clusters}
         self.tracker = AlertTracker(store, _resolved_retention(config))
+        self.clusters = {
+            c.name: ClusterWatch(c, ClusterClient(c),
+                                 ClusterEvaluator(c.name, c.unreachable_after, rules,
+                                                  self.tracker))
+            for c in config.clusters}
         renderer = Renderer(config.templates, {c.name: c.urls[0] for c in config.clusters})
         self.dispatcher = Dispatcher(config, store, renderer)
         self.deliverer = Deliverer(store, config.delivery)
@@ -98,78 +99,28 @@ class Watchdog:
             source, self.clock(), events_since=events_since, cursor=cursor)
         now = self.clock()
         self._record(watch, result, now)
-        outcomes: dict[str, RuleResult] = {}
-        if result.ok:
-            outcomes = self.evaluate(watch, result, now)
-            if result.cursor is not None:
-                self.store.set_cursor(cluster, source, result.cursor)
-        self._track_reachability(watch, result, now)
+        outcomes = watch.evaluator.on_poll(result, now)
+        if result.ok and result.cursor is not None:
+            self.store.set_cursor(cluster, source, result.cursor)
         self._rounds += 1
         self._kick.set()
         return Round(cluster, result, outcomes)
 
-    def evaluate(self, watch: ClusterWatch, result: PollResult,
-                 now: datetime) -> dict[str, RuleResult]:
-        watch.latest[result.source] = list(result.items)
-        ctx = EvalContext(watch.name, now, watch.latest, watch.previous.get(result.source, {}))
-        outcomes = {}
-        for rule in self.rules.for_source(result.source):
-            outcome = outcomes[rule.name] = rule.evaluate(ctx)
-            self._report_rule_errors(watch, rule.name, outcome.errors)
-            changed = self.tracker.apply(rule.name, watch.name, rule.timing, outcome.findings,
-                                         outcome.undecided, now)
-            _log_transitions(changed)
-        if result.source != "events":
-            watch.previous[result.source] = {item.key: item for item in result.items}
-        return outcomes
-
-    def _track_reachability(self, watch: ClusterWatch, result: PollResult,
-                            now: datetime) -> None:
-        """ClusterUnreachable: every URL failed `unreachable_after` polls in a row."""
-        if result.cluster_down:
-            watch.failed_polls += 1
-        elif result.ok:
-            watch.failed_polls = 0
-        else:
-            return
-        findings = []
-        if watch.failed_polls >= watch.config.unreachable_after:
-            labels = {"alertname": CLUSTER_UNREACHABLE, "cluster": watch.name,
-                      "severity": "critical"}
-            summary = (f"Cluster {watch.name}: no node answered {watch.failed_polls} polls "
-                       f"in a row ({result.error})")
-            findings.append(Finding(labels, {"summary": summary}))
-        changed = self.tracker.apply(CLUSTER_UNREACHABLE, watch.name, Timing(), findings,
-                                     set(), now)
-        _log_transitions(changed)
-
     def _record(self, watch: ClusterWatch, result: PollResult, now: datetime) -> None:
         """Log a poll failure when it starts or changes, and its recovery: not every round."""
-        previous = watch.last_errors.get(result.source)
+        previous = watch.poll_errors.get(result.source)
         if result.error != previous:
             if result.error:
                 log.warning("cluster %s: polling %s failed: %s", watch.name, result.source,
                             result.error)
             else:
                 log.info("cluster %s: polling %s works again", watch.name, result.source)
-        watch.last_errors[result.source] = result.error or ""
-        if result.error is None:
-            watch.last_errors.pop(result.source)
+        if result.error:
+            watch.poll_errors[result.source] = result.error
+        else:
+            watch.poll_errors.pop(result.source, None)
         self.store.record_poll(PollRecord(watch.name, result.source, now, result.ok,
                                           result.error))
-
-    def _report_rule_errors(self, watch: ClusterWatch, rule: str, errors: list[str]) -> None:
-        key = f"rule:{rule}"
-        message = "; ".join(errors)
-        if message != watch.last_errors.get(key, ""):
-            if message:
-                log.error("cluster %s: %s", watch.name, message)
-            else:
-                log.info("cluster %s: rule %s evaluates again", watch.name, rule)
-        if message:
-            watch.last_errors[key] = message
-        else:
-            watch.last_errors.pop(key, None)
 
     async def notify_pass(self) -> None:
         """Dispatch every alert through the notify pipeline, then send what is due."""
@@ -258,12 +209,6 @@ def _resolved_retention(config: Config) -> timedelta:
     """Resolved alerts are kept until every route has had its chance to announce them."""
     longest = max(route.group_wait + route.group_interval for route in config.routes)
     return max(timedelta(minutes=15), 2 * longest)
-
-
-def _log_transitions(alerts: list[Alert]) -> None:
-    for alert in alerts:
-        log.info("alert %s %s: %s", alert.name, alert.state.value,
-                 alert.annotations.get("summary", ""))
 
 
 async def serve(config_path: Path, load: Callable[[Path], tuple[Config, RuleSet]]) -> int:

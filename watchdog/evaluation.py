@@ -1,0 +1,93 @@
+"""One cluster over time: each poll's rules evaluated, alert states advanced.
+
+The service feeds it what it polls; rule unit tests (`crdb-watchdog test`) feed it recorded
+responses. Both go through this one class, so a rule test exercises exactly what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from watchdog.alerts import Alert, Finding, Timing
+from watchdog.config import Source
+from watchdog.poller import PollResult
+from watchdog.rules import EvalContext, RuleResult, RuleSet
+from watchdog.snapshot import Item
+from watchdog.tracker import AlertTracker
+
+log = logging.getLogger(__name__)
+
+CLUSTER_UNREACHABLE = "ClusterUnreachable"
+
+
+class ClusterEvaluator:
+    def __init__(self, cluster: str, unreachable_after: int, rules: RuleSet,
+                 tracker: AlertTracker) -> None:
+        self.cluster = cluster
+        self.unreachable_after = unreachable_after
+        self.rules = rules
+        self.tracker = tracker
+        self.latest: dict[Source, list[Item]] = {}
+        self.previous: dict[Source, dict[str, Item]] = {}
+        self.failed_polls = 0
+        self.rule_errors: dict[str, list[str]] = {}
+
+    def on_poll(self, result: PollResult, now: datetime) -> dict[str, RuleResult]:
+        """Evaluate a successful poll's rules; a failed poll leaves its alerts as they are."""
+        outcomes = self._evaluate(result, now) if result.ok else {}
+        self._track_reachability(result, now)
+        return outcomes
+
+    def _evaluate(self, result: PollResult, now: datetime) -> dict[str, RuleResult]:
+        self.latest[result.source] = list(result.items)
+        ctx = EvalContext(self.cluster, now, self.latest, self.previous.get(result.source, {}))
+        outcomes = {}
+        for rule in self.rules.for_source(result.source):
+            outcome = outcomes[rule.name] = rule.evaluate(ctx)
+            self._report_rule_errors(rule.name, outcome.errors)
+            self._apply(rule.name, rule.timing, outcome.findings, outcome.undecided, now)
+        if result.source != "events":
+            self.previous[result.source] = {item.key: item for item in result.items}
+        return outcomes
+
+    def _track_reachability(self, result: PollResult, now: datetime) -> None:
+        """ClusterUnreachable: every URL failed `unreachable_after` polls in a row."""
+        if result.cluster_down:
+            self.failed_polls += 1
+        elif result.ok:
+            self.failed_polls = 0
+        else:
+            return
+        findings = []
+        if self.failed_polls >= self.unreachable_after:
+            labels = {"alertname": CLUSTER_UNREACHABLE, "cluster": self.cluster,
+                      "severity": "critical"}
+            summary = (f"Cluster {self.cluster}: no node answered {self.failed_polls} polls "
+                       f"in a row ({result.error})")
+            findings.append(Finding(labels, {"summary": summary}))
+        self._apply(CLUSTER_UNREACHABLE, Timing(), findings, set(), now)
+
+    def _apply(self, rule: str, timing: Timing, findings: list[Finding], undecided: set[str],
+               now: datetime) -> None:
+        changed = self.tracker.apply(rule, self.cluster, timing, findings, undecided, now)
+        _log_transitions(changed)
+
+    def _report_rule_errors(self, rule: str, errors: list[str]) -> None:
+        """Log a rule's errors when they start or change, and when they stop: not every round."""
+        previous = self.rule_errors.get(rule, [])
+        if errors != previous:
+            if errors:
+                log.error("cluster %s: %s", self.cluster, "; ".join(errors))
+            else:
+                log.info("cluster %s: rule %s evaluates again", self.cluster, rule)
+        if errors:
+            self.rule_errors[rule] = errors
+        else:
+            self.rule_errors.pop(rule, None)
+
+
+def _log_transitions(alerts: list[Alert]) -> None:
+    for alert in alerts:
+        log.info("alert %s %s: %s", alert.name, alert.state.value,
+                 alert.annotations.get("summary", ""))
