@@ -1,12 +1,12 @@
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import fixture_json
-from watchdog.rules import EvalContext, Rule, load_rule_file, load_rules
-from watchdog.snapshot import Node, parse_nodes
+from watchdog.rules import EvalContext, Rule, ValueHistory, load_rule_file, load_rules
+from watchdog.snapshot import Node, parse_events, parse_nodes
 from watchdog.sourcefile import InvalidInput
 
 NOW = datetime(2024, 3, 12, 9, 46, tzinfo=UTC)
@@ -148,3 +148,39 @@ def test_operator_filters_for_durations_bytes_and_ratios(tmp_path: Path) -> None
         "{{ 1 | ratio(0) }} {{ (now - node.updated_at) | seconds > 0 }}\""))
     [finding, *_] = rule.evaluate(ctx(nodes())).findings
     assert finding.annotations["description"] == "1h30m 1.5 GiB 15.3% 0.0 True"
+
+
+def test_history_holds_the_distinct_values_within_the_window(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "  - alert: Flapping\n    source: nodes\n    each: node\n"
+                     "    history: {of: started_at, window: 10m}\n"
+                     "    when: history | length > 2\n    summary: x\n")
+    [rule] = load_rule_file(path)
+    history = ValueHistory(rule.spec.history)  # type: ignore[arg-type]
+    first = nodes("nodes_3_live.json")[0]
+    restarts = [(0, first)] + [(60 * i, dataclasses.replace(
+        first, started_at=NOW + timedelta(minutes=i))) for i in (1, 2)]
+    fired = []
+    for seconds, node in [*restarts, (60 * 11, restarts[-1][1]), (60 * 13, restarts[-1][1])]:
+        at = NOW + timedelta(seconds=seconds)
+        seen = history.observe([node], at)
+        result = rule.evaluate(EvalContext("prod", at, {"nodes": [node]}), seen)
+        fired.append(len(result.findings))
+    assert fired == [0, 0, 1, 1, 0]
+
+
+def test_history_of_an_unknown_field_is_refused_at_load(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "  - alert: F\n    source: nodes\n    each: node\n"
+                     "    history: {of: uptime, window: 10m}\n    when: 'true'\n    summary: x\n")
+    with pytest.raises(InvalidInput, match=r"rules.yaml:5: history.of: 'uptime' is not a field"):
+        load_rule_file(path)
+
+
+def test_event_rules_are_instantaneous(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "  - alert: Setting\n    source: events\n    each: event\n"
+                     "    when: event.event_type == 'set_cluster_setting'\n"
+                     "    for: 10m\n    summary: '{{ event.info.SettingName }} changed'\n")
+    [rule] = load_rule_file(path)
+    assert rule.timing.instantaneous and rule.timing.for_ == timedelta(0)
+    events = parse_events(fixture_json("events.json"))
+    [finding] = rule.evaluate(EvalContext("prod", NOW, {"events": events})).findings
+    assert finding.labels["event_type"] == "set_cluster_setting"

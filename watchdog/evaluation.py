@@ -12,7 +12,7 @@ from datetime import datetime
 from watchdog.alerts import Alert, Finding, Timing
 from watchdog.config import Source
 from watchdog.poller import PollResult
-from watchdog.rules import EvalContext, RuleResult, RuleSet
+from watchdog.rules import EvalContext, RuleResult, RuleSet, ValueHistory
 from watchdog.snapshot import Item
 from watchdog.tracker import AlertTracker
 
@@ -32,6 +32,8 @@ class ClusterEvaluator:
         self.previous: dict[Source, dict[str, Item]] = {}
         self.failed_polls = 0
         self.rule_errors: dict[str, list[str]] = {}
+        self.histories = {rule.name: ValueHistory(rule.spec.history)
+                          for rule in rules.rules if rule.spec.history}
 
     def on_poll(self, result: PollResult, now: datetime) -> dict[str, RuleResult]:
         """Evaluate a successful poll's rules; a failed poll leaves its alerts as they are."""
@@ -44,7 +46,9 @@ class ClusterEvaluator:
         ctx = EvalContext(self.cluster, now, self.latest, self.previous.get(result.source, {}))
         outcomes = {}
         for rule in self.rules.for_source(result.source):
-            outcome = outcomes[rule.name] = rule.evaluate(ctx)
+            history = self.histories.get(rule.name)
+            seen = history.observe(result.items, now) if history else None
+            outcome = outcomes[rule.name] = rule.evaluate(ctx, seen)
             self._report_rule_errors(rule.name, outcome.errors)
             self._apply(rule.name, rule.timing, outcome.findings, outcome.undecided, now)
         if result.source != "events":

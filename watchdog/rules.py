@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from jinja2 import Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.parser import Parser
@@ -30,8 +30,22 @@ from watchdog.sourcefile import InvalidInput, Problem, SourceFile, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
 ANNOTATIONS = ("summary", "description", "runbook_url")
+EVENT_HOLD = timedelta(minutes=5)
+"""How long an event's alert stays firing (for grouping and routing) before it ends."""
 RESERVED_LABELS = frozenset({"alertname", "cluster", "severity"})
-_ENV = make_environment()
+ITEM_TYPES: dict[Source, type] = {"nodes": Node, "health": HealthItem, "events": Event,
+                                  "hot_ranges": HotRange}
+_FIELDS = {cls: frozenset(f.name for f in fields(cls)) for cls in ITEM_TYPES.values()}
+_ENV = make_environment(_FIELDS)
+
+
+class HistorySpec(BaseModel):
+    """`history: {of: started_at, window: 10m}`: the values a field took recently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    of: str = Field(pattern=r"^[a-z_]+$")
+    window: Duration
 
 
 class RuleSpec(BaseModel):
@@ -45,6 +59,7 @@ class RuleSpec(BaseModel):
     when: str
     for_: Duration = Field(default=timedelta(0), alias="for")
     keep_firing_for: Duration = timedelta(0)
+    history: HistorySpec | None = None
     severity: Severity = "warning"
     labels: dict[str, str] = {}
     summary: str
@@ -67,6 +82,14 @@ class EvalContext:
     previous: Mapping[str, Item] = field(default_factory=dict)
 
 
+class Binding(NamedTuple):
+    """What one evaluation of a per-item rule sees besides the source lists."""
+
+    item: Item | None
+    previous: Item | None
+    history: Sequence[Any] | None
+
+
 @dataclass(frozen=True)
 class RuleResult:
     """The instances whose condition holds, and those the rule could not decide this round."""
@@ -74,6 +97,37 @@ class RuleResult:
     findings: list[Finding]
     undecided: set[str]
     errors: list[str]
+
+
+@dataclass
+class ValueHistory:
+    """The distinct values one field of each item took within a window (for `history:`).
+
+    Only changes are kept, so watching restarts (`started_at`) of 1,000 nodes for ten
+    minutes costs a few values per node, not ten minutes of snapshots.
+    """
+
+    spec: HistorySpec
+    _seen: dict[str, list[tuple[Any, datetime]]] = field(default_factory=dict)
+
+    def observe(self, items: Sequence[Item], now: datetime) -> dict[str, list[Any]]:
+        """Record this round's values; each item's values within the window, oldest first.
+
+        A value counts while it was current: from when it was first seen until the next
+        value was (or until now).
+        """
+        horizon = now - self.spec.window
+        current: dict[str, list[tuple[Any, datetime]]] = {}
+        for item in items:
+            value = getattr(item, self.spec.of)
+            past = self._seen.get(item.key, [])
+            if not past or past[-1][0] != value:
+                past = [*past, (value, now)]
+            ends = [since for _, since in past[1:]] + [now]
+            current[item.key] = [entry for entry, end in zip(past, ends, strict=True)
+                                 if end >= horizon]
+        self._seen = current
+        return {key: [value for value, _ in entries] for key, entries in current.items()}
 
 
 @dataclass(frozen=True)
@@ -93,28 +147,34 @@ class Rule:
 
     @property
     def timing(self) -> Timing:
+        """Event rules are instantaneous: each new event notifies once and never resolves."""
+        if self.source == "events":
+            return Timing(keep_firing_for=max(self.spec.keep_firing_for, EVENT_HOLD),
+                          instantaneous=True)
         return Timing(self.spec.for_, self.spec.keep_firing_for)
 
-    def evaluate(self, ctx: EvalContext) -> RuleResult:
+    def evaluate(self, ctx: EvalContext,
+                 history: Mapping[str, Sequence[Any]] | None = None) -> RuleResult:
         """Evaluate the rule over the context's items; never raises for bad data."""
         items: Sequence[Item | None] = ctx.data.get(self.source, ()) if self.spec.each else [None]
-        pairs = [(item, ctx.previous.get(item.key) if item else None) for item in items]
+        bindings = [Binding(item, ctx.previous.get(item.key),
+                            history.get(item.key) if history is not None else None)
+                    if item else Binding(None, None, None) for item in items]
         names = self._names(ctx)
         errors: list[str] = []
         try:
-            matched = self._matching(pairs, names)
+            matched = self._matching(bindings, names)
             undecided: list[int] = []
-        except Exception as exc:
-            matched, undecided = self._matching_one_by_one(pairs, names, errors, exc)
+        except Exception as exc:  # a failing user expression is a rule error, not a crash
+            matched, undecided = self._matching_one_by_one(bindings, names, errors, exc)
         findings = []
         for index in matched:
-            item, previous = pairs[index]
             try:
-                findings.append(self._finding(item, previous, names))
+                findings.append(self._finding(bindings[index], names))
             except Exception as exc:
-                errors.append(self._describe(item, exc))
+                errors.append(self._describe(bindings[index].item, exc))
                 undecided.append(index)
-        held = {fingerprint(self.labels(ctx.cluster, pairs[i][0])) for i in undecided}
+        held = {fingerprint(self.labels(ctx.cluster, bindings[i].item)) for i in undecided}
         return RuleResult(findings, held, errors)
 
     def labels(self, cluster: str, item: Item | None) -> dict[str, str]:
@@ -128,33 +188,31 @@ class Rule:
         names.update(cluster=ctx.cluster, now=ctx.now)
         return names
 
-    def _matching(self, pairs: Sequence[tuple[Item | None, Item | None]],
-                  names: Mapping[str, Any]) -> list[int]:
-        output = self._condition.render(__pairs=pairs, **names)
+    def _matching(self, bindings: Sequence[Binding], names: Mapping[str, Any]) -> list[int]:
+        output = self._condition.render(__bindings=bindings, **names)
         return [int(index) for index in output.split(",") if index]
 
-    def _matching_one_by_one(self, pairs: Sequence[tuple[Item | None, Item | None]],
-                             names: Mapping[str, Any], errors: list[str],
+    def _matching_one_by_one(self, bindings: Sequence[Binding], names: Mapping[str, Any],
+                             errors: list[str],
                              batch_error: Exception) -> tuple[list[int], list[int]]:
         matched, undecided = [], []
-        for index, pair in enumerate(pairs):
+        for index, binding in enumerate(bindings):
             try:
-                if self._matching([pair], names):
+                if self._matching([binding], names):
                     matched.append(index)
             except Exception as exc:
-                errors.append(self._describe(pair[0], exc))
+                errors.append(self._describe(binding.item, exc))
                 undecided.append(index)
         if not undecided:
             errors.append(self._describe(None, batch_error))
         return matched, undecided
 
-    def _finding(self, item: Item | None, previous: Item | None,
-                 names: Mapping[str, Any]) -> Finding:
-        bound = {**names, "previous": previous}
+    def _finding(self, binding: Binding, names: Mapping[str, Any]) -> Finding:
+        bound = {**names, "previous": binding.previous, "history": binding.history}
         if self.spec.each:
-            bound[self.spec.each] = item
+            bound[self.spec.each] = binding.item
         annotations = {key: template.render(bound) for key, template in self._annotations.items()}
-        return Finding(self.labels(str(names["cluster"]), item), annotations)
+        return Finding(self.labels(str(names["cluster"]), binding.item), annotations)
 
     def _describe(self, item: Item | None, exc: Exception) -> str:
         where = f" on {self.spec.each} {item.key}" if item and self.spec.each else ""
@@ -247,10 +305,10 @@ def compile_rule(source: SourceFile, index: int, entry: dict[str, Any]) -> Rule:
         spec = RuleSpec.model_validate(entry)
     except ValidationError as exc:
         raise InvalidInput(source.validation_problems(exc, loc)) from None
-    known = {*SOURCES, "cluster", "now", "previous", *_ENV.globals}
+    known = {*SOURCES, "cluster", "now", "previous", "history", *_ENV.globals}
     if spec.each:
         known.add(spec.each)
-    problems = []
+    problems = _history_problems(source, loc, spec)
     condition = None
     try:
         condition = _compile_condition(spec)
@@ -273,10 +331,24 @@ def compile_rule(source: SourceFile, index: int, entry: dict[str, Any]) -> Rule:
     return Rule(spec, origin, condition, annotations)
 
 
+def _history_problems(source: SourceFile, loc: tuple[str | int, ...],
+                      spec: RuleSpec) -> list[Problem]:
+    if spec.history is None:
+        return []
+    where = (*loc, "history")
+    if not spec.each:
+        return [source.problem(where, "history: needs `each` (it is kept per item)")]
+    known = _FIELDS[ITEM_TYPES[spec.source]] - {"raw"}
+    if spec.history.of not in known:
+        return [source.problem(where, f"history.of: {spec.history.of!r} is not a field of "
+                                      f"{spec.source} items: {', '.join(sorted(known))}")]
+    return []
+
+
 def _unknown_names(source: SourceFile, loc: tuple[str | int, ...], text: str,
                    known: set[str]) -> list[Problem]:
     """A misspelt name is caught by `check`, not discovered as an error at 3 a.m."""
-    unknown = meta.find_undeclared_variables(_ENV.parse(text)) - known - {"__pairs"}
+    unknown = meta.find_undeclared_variables(_ENV.parse(text)) - known - {"__bindings"}
     if not unknown:
         return []
     names = ", ".join(sorted(known - set(_ENV.globals)))
@@ -286,22 +358,22 @@ def _unknown_names(source: SourceFile, loc: tuple[str | int, ...], text: str,
 
 def _condition_source(spec: RuleSpec) -> str:
     """Only for name checking: the compiled loop is built from the parsed AST, not this text."""
-    target = f"{spec.each}, previous" if spec.each else "_, previous"
-    return f"{{% for {target} in __pairs %}}{{{{ {spec.when} }}}}{{% endfor %}}"
+    target = f"{spec.each or '_'}, previous, history"
+    return f"{{% for {target} in __bindings %}}{{{{ {spec.when} }}}}{{% endfor %}}"
 
 
 def _compile_condition(spec: RuleSpec) -> Template:
-    """`{% for each, previous in __pairs %}{% if when %}{{ loop.index0 }},{% endif %}...`."""
+    """`{% for each, previous, history in __bindings %}{% if when %}{{ loop.index0 }},...`."""
     parser = Parser(_ENV, spec.when, state="variable")
     test = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("unexpected text after the expression",
                                   parser.stream.current.lineno)
-    target = nodes.Tuple([nodes.Name(spec.each or "_", "store"), nodes.Name("previous", "store")],
-                         "store")
+    names = (spec.each or "_", "previous", "history")
+    target = nodes.Tuple([nodes.Name(name, "store") for name in names], "store")
     emit = nodes.Output([nodes.Getattr(nodes.Name("loop", "load"), "index0", "load"),
                          nodes.TemplateData(",")])
-    loop = nodes.For(target, nodes.Name("__pairs", "load"),
+    loop = nodes.For(target, nodes.Name("__bindings", "load"),
                      [nodes.If(test, [emit], [], [])], [], None, False)
     template = nodes.Template([loop], lineno=1)
     template.set_environment(_ENV)

@@ -8,6 +8,7 @@ capped or left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,24 @@ _UNBOUNDED_FILTERS = ("center", "indent", "format", "wordwrap", "urlize", "xmlat
 
 
 class RuleSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a fast path for the data classes rules read.
+
+    The sandbox vets every attribute access (about 5 µs each); for the fields of the
+    snapshot's own frozen data classes, which are plain data by construction, that vetting
+    is skipped. It is most of the cost of a round over 1,000 nodes.
+    """
+
     intercepted_binops = frozenset(["*", "**"])
+
+    def __init__(self, data_fields: Mapping[type, frozenset[str]], **options: Any) -> None:
+        super().__init__(**options)
+        self._data_fields = dict(data_fields)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        fields = self._data_fields.get(type(obj))
+        if fields is not None and attribute in fields:
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
@@ -75,8 +93,10 @@ def _timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(float(value), tz=UTC)
 
 
-def make_environment(*, autoescape: bool = False) -> RuleSandbox:
-    env = RuleSandbox(undefined=StrictUndefined, autoescape=autoescape)
+def make_environment(data_fields: Mapping[type, frozenset[str]] | None = None, *,
+                     autoescape: bool = False) -> RuleSandbox:
+    """`data_fields`: plain-data classes and their field names, read without vetting."""
+    env = RuleSandbox(data_fields or {}, undefined=StrictUndefined, autoescape=autoescape)
     for name in _UNBOUNDED_FILTERS:
         env.filters.pop(name, None)
         env.globals.pop(name, None)
