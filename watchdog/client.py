@@ -17,8 +17,8 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -153,6 +153,7 @@ class ClusterClient:
         self._anonymous = config.password is None and config.password_file is None
         self._session = _Session(generation=0)
         self._login_lock = asyncio.Lock()
+        self._node_ids: dict[str, int | None] = {}
         self._http = httpx.AsyncClient(
             verify=_tls_context(config),
             timeout=httpx.Timeout(self._timeout),
@@ -214,12 +215,16 @@ class ClusterClient:
 
     # --- session ----------------------------------------------------------------------------
 
-    async def _get(self, path: str, params: Params, parse: Callable[[Any], T]) -> T:
-        """An authenticated GET. A rejected session gets one fresh login and one retry."""
+    async def _get(self, path: str, params: Params, parse: Callable[[Any], T],
+                   only: _Endpoint | None = None) -> T:
+        """An authenticated GET (of `only` that URL, if given; else with failover).
+
+        A rejected session gets one fresh login and one retry.
+        """
         session = await self._current_session()
         try:
             return await self._exchange("GET", path, parse, params=params,
-                                        headers=session.headers)
+                                        headers=session.headers, only=only)
         except _Refused as refused:
             if refused.status != 401 or self._anonymous:
                 raise self._data_error(refused) from None
@@ -228,7 +233,7 @@ class ClusterClient:
         session = await self._login(stale=session)
         try:
             return await self._exchange("GET", path, parse, params=params,
-                                        headers=session.headers)
+                                        headers=session.headers, only=only)
         except _Refused as refused:
             raise self._data_error(refused, fresh_session=True) from None
 
@@ -305,12 +310,15 @@ class ClusterClient:
         params: Params | None = None,
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        only: _Endpoint | None = None,
     ) -> T:
         """Try each URL, the one that last answered first, until one gives a usable answer."""
         reasons: dict[str, str] = {}
         count = len(self._endpoints)
-        for tried in range(count):
-            index = (self._preferred + tried) % count
+        order = [(self._preferred + tried) % count for tried in range(count)]
+        if only is not None:
+            order = [self._endpoints.index(only)]
+        for tried, index in enumerate(order):
             endpoint = self._endpoints[index]
             try:
                 status, body = await self._fetch(endpoint, method, path, params, data, headers)
@@ -324,7 +332,8 @@ class ClusterClient:
                 self.stats.failovers += 1
                 logger.info("cluster %s: %s answered by %s after failures: %s",
                             self.name, path, endpoint.url, reasons)
-            self._preferred = index
+            if only is None:
+                self._preferred = index
             return result
         raise ClusterUnreachable(self.name, reasons)
 
@@ -334,6 +343,33 @@ class ClusterClient:
         ok = status == 200
         return HealthItem(url=endpoint.url, node_id=None, ok=ok, ready=ready == 200,
                           status=status, error=None if ok else error, latency=latency)
+
+    async def identify(self, health: Sequence[HealthItem]) -> list[HealthItem]:
+        """The same health items, with `node_id` set wherever the URL's node is known."""
+        ids = await asyncio.gather(*(self._node_id(item) for item in health))
+        return [replace(item, node_id=node_id) for item, node_id in zip(health, ids, strict=True)]
+
+    async def _node_id(self, item: HealthItem) -> int | None:
+        """Which node serves a URL, asked once: the source of one of its local ranges.
+
+        Health rules need it to say "node 3 is unreachable" rather than just a URL, and to
+        let NodeLivenessLost of node 3 stand in for it. A definite answer is kept (a node's
+        id does not change); a URL that does not answer now is asked once it does.
+        """
+        if item.url in self._node_ids or not item.ok:
+            return self._node_ids.get(item.url)
+        endpoint = next(e for e in self._endpoints if e.url == item.url)
+        try:
+            node_id = await self._get("nodes/local/ranges/", {"limit": 1}, _local_node_id,
+                                      only=endpoint)
+        except ClusterUnreachable:
+            return None
+        except ClusterError as exc:
+            logger.info("cluster %s: cannot tell which node serves %s: %s",
+                        self.name, endpoint.url, exc)
+            node_id = None
+        self._node_ids[endpoint.url] = node_id
+        return node_id
 
     async def _probe(
         self, endpoint: _Endpoint, params: Params
@@ -449,6 +485,17 @@ def _nodes_page(body: Any, *, offset: int) -> tuple[list[Node], int | None]:
     if not isinstance(following, int) or isinstance(following, bool) or following <= offset:
         raise PayloadError(f"next: expected an offset after {offset}, got {following!r}")
     return nodes, following
+
+
+def _local_node_id(body: Any) -> int | None:
+    """`/nodes/local/ranges/`: the node that reported its first range, if it has any."""
+    ranges = body.get("ranges") if isinstance(body, dict) else None
+    if not ranges:
+        return None
+    if not isinstance(ranges, list) or not isinstance(ranges[0], dict):
+        raise PayloadError("ranges: expected a list of objects")
+    node_id = ranges[0].get("source_node_id")
+    return node_id if isinstance(node_id, int) and not isinstance(node_id, bool) else None
 
 
 def _hot_ranges_page(

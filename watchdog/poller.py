@@ -59,7 +59,7 @@ class SourcePoller:
         if source == "nodes":
             return PollResult(source, await self._client.nodes())
         if source == "health":
-            health = await self._client.health()
+            health = await self._client.identify(await self._client.health())
             if health and not any(item.ok for item in health):
                 reasons = "; ".join(f"{item.url}: {item.error}" for item in health)
                 return PollResult(source, error=f"no node answered /health/: {reasons}",

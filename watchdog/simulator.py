@@ -1074,6 +1074,8 @@ class SimulatedCluster:
                 endpoint = self._list_events
             case "ranges/hot/":
                 endpoint = self._list_hot_ranges
+            case "nodes/local/ranges/":
+                endpoint = self._local_ranges
             case _:
                 return _text(404, _PAGE_NOT_FOUND)
         return self._authorize(request, now) or endpoint(node, request, now)
@@ -1199,6 +1201,18 @@ class SimulatedCluster:
         if limit and len(page) == limit:
             body["next"] = offset + limit
         return _json(body)
+
+    def _local_ranges(self, gateway: _Node, request: _Request, now: float) -> _Response:
+        """`/nodes/local/ranges/`: the ranges with a replica on the node asked, which says
+        who it is (`source_node_id`). Every simulated node holds a replica of range 1."""
+        limit, offset = self._simple_pagination(request)
+        replica = {"desc": {"range_id": 1, "start_key": "", "end_key": "/w==",
+                            "store_id": 0, "queries_per_second": 0},
+                   "span": {"start_key": "/Min", "end_key": "/System/NodeLiveness"},
+                   "source_node_id": gateway.node_id, "source_store_id": gateway.node_id,
+                   "lease_history": [], "problems": {}, "stats": {}}
+        ranges = [replica][offset:offset + limit] if limit else [replica]
+        return _json({"ranges": ranges or None})
 
     def _list_hot_ranges(self, gateway: _Node, request: _Request, now: float) -> _Response:
         """A fan-out to every node (or, with a limit, a cursor walk over them); a node that
