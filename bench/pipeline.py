@@ -8,14 +8,13 @@ returns its data to the moment the receiver has the page (and likewise for resol
 The simulated clock is advanced past the liveness TTL so each incident takes about a second.
 Resident memory is that of a real `crdb-watchdog run` process watching one simulated cluster
 at the default intervals, sampled from /proc. Figures are printed and written to
-bench/RESULTS.md.
+bench/RESULTS.md with --write.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bench.report import machine, write_section
 from tests.e2e import Receiver, write_config
 from watchdog.config import ChannelConfig, ClusterConfig, Config, Intervals, RouteConfig
 from watchdog.rules import load_rules
@@ -34,7 +34,6 @@ from watchdog.simulator import SimConfig, SimulatedCluster
 from watchdog.snapshot import Node
 from watchdog.store import Store
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 TTL = 9.0
 
 
@@ -132,19 +131,11 @@ def _status_mib(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    cores = len([line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("processor")])
-    return f"{cores} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--incidents", type=int, default=20)
     parser.add_argument("--rss-seconds", type=float, default=30)
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
     latencies = asyncio.run(dispatch_latency(args.incidents))
     rss, peak = run_rss(args.rss_seconds)
@@ -161,12 +152,11 @@ def main() -> None:
     table = ["| measure | result | target |", "|---|---|---|"]
     table += [f"| {name} | {value} | {target} |" for name, value, target in rows]
     text = "\n".join([
-        "# Benchmark results", "",
-        f"`python -m bench.pipeline` on {machine()}, {time.strftime('%Y-%m-%d')}; "
-        f"{args.incidents} incidents, memory sampled for {args.rss_seconds:.0f} s.", "",
-        *table, ""])
-    RESULTS.write_text(text)
+        f"`python -m bench.pipeline` on {machine()}: {args.incidents} incidents, memory "
+        f"sampled for {args.rss_seconds:.0f} s.", "", *table])
     print(text)
+    if args.write:
+        write_section("Dispatch latency and memory", text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 
 class State(StrEnum):
@@ -38,7 +39,7 @@ class Finding:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.labels)
 
@@ -55,7 +56,7 @@ class Alert:
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.labels)
 

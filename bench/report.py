@@ -1,0 +1,31 @@
+"""Shared by the benchmarks: the machine they ran on, and bench/RESULTS.md by section."""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines
+                if line.startswith("model name")), platform.machine())
+    cores = sum(1 for line in lines if line.startswith("processor"))
+    return (f"{cores} cores ({cpu}), Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or add) the `## title` section of bench/RESULTS.md, keeping the others."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text)
