@@ -126,10 +126,7 @@ class Watchdog:
         """Dispatch every alert through the notify pipeline, then send what is due."""
         now = self.clock()
         self.dispatcher.dispatch(self.tracker.alerts(), now)
-        for result in await self.deliverer.deliver_due(now):
-            if not result.ok:
-                log.warning("notification to %s (channel %s) failed: %s; will retry",
-                            result.url, result.channel, result.reason)
+        await self.deliverer.deliver_due(now)
 
     async def run(self, stop: asyncio.Event, notifier: Notifier | None = None) -> None:
         """Run until `stop` is set; then drain polls and try the outbox once more."""
