@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from watchdog.cli import load_all
+from watchdog.config import Source
+from watchdog.service import Round, Watchdog
+from watchdog.store import Store
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, step: float = 0.05) -> Any:
@@ -88,6 +94,7 @@ routes:
     repeat_interval: 1h
 state: {path.parent / "state.db"}
 delivery: {{retry_initial: 200ms, retry_max: 1s}}
+http: {{listen: "127.0.0.1:0"}}
 {extra}""")
     return path
 
@@ -130,6 +137,38 @@ def running_watchdog(config: Path) -> Iterator[WatchdogProcess]:
     process.start()
     try:
         yield process
+    except BaseException:
+        print(f"--- crdb-watchdog output ({process.log}) ---\n{process.output()}")
+        raise
     finally:
         if process.running:
             process.kill9()
+
+
+class Harness:
+    """An in-process Watchdog over a config file, driven poll by poll, restartable on the
+    same state file: each test says exactly which round sees what."""
+
+    def __init__(self, path: Path) -> None:
+        self.config, self.rules = load_all(path)
+        self.store = Store(self.config.state)
+        self.watchdog = Watchdog(self.config, self.rules, self.store)
+
+    async def round(self, *sources: Source, cluster: str = "sim") -> list[Round]:
+        done = [await self.watchdog.poll(cluster, source) for source in sources]
+        await self.watchdog.notify_pass()
+        return done
+
+    async def after_group_interval(self) -> None:
+        """Notify what a route held back because it had notified its group just before."""
+        await asyncio.sleep(max(r.group_interval for r in self.config.routes).total_seconds())
+        await self.watchdog.notify_pass()
+
+    async def restart(self) -> None:
+        await self.close()
+        self.store = Store(self.config.state)
+        self.watchdog = Watchdog(self.config, self.rules, self.store)
+
+    async def close(self) -> None:
+        await self.watchdog.close()
+        self.store.close()

@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Receiver, write_config
-from watchdog.cli import load_all
-from watchdog.config import Source
-from watchdog.service import Watchdog
+from tests.e2e import Harness, Receiver, write_config
 from watchdog.simulator import SimConfig, SimulatedCluster
-from watchdog.store import Store
 
 RULES = """\
 rules:
@@ -61,29 +57,6 @@ def config_path(tmp_path: Path, cluster: SimulatedCluster, receiver: Receiver) -
     (tmp_path / "rules.yaml").write_text(RULES)
     return write_config(tmp_path / "watchdog.yaml", cluster.urls, receiver.url,
                         rules=[str(tmp_path / "rules.yaml")])
-
-
-class Harness:
-    """A Watchdog over the config, restartable on the same state file."""
-
-    def __init__(self, path: Path) -> None:
-        self.config, self.rules = load_all(path)
-        self.store = Store(self.config.state)
-        self.watchdog = Watchdog(self.config, self.rules, self.store)
-
-    async def round(self, *sources: Source) -> None:
-        for source in sources:
-            await self.watchdog.poll("sim", source)
-        await self.watchdog.notify_pass()
-
-    async def restart(self) -> None:
-        await self.close()
-        self.store = Store(self.config.state)
-        self.watchdog = Watchdog(self.config, self.rules, self.store)
-
-    async def close(self) -> None:
-        await self.watchdog.close()
-        self.store.close()
 
 
 @pytest.fixture
@@ -144,8 +117,7 @@ async def test_hot_ranges_page_and_a_dead_node_is_not_a_failed_round(
     cluster.add_hot_range(4242, 1, cpu_time_per_second=0.9e9)
     cluster.kill(3)
     cluster.advance(2)
-    done = await harness.watchdog.poll("sim", "hot_ranges")
-    await harness.watchdog.notify_pass()
+    [done] = await harness.round("hot_ranges")
     assert done.poll.ok and any("node 3" in e for e in done.poll.partial_errors)
     assert receiver.titles() == ["[FIRING:1] Hot"]
     assert "range 4242 on users burns 0.9 CPU" in receiver.payloads[0]["message"]

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from watchdog.client import ClusterClient, ClusterError, ClusterUnreachable
+from watchdog.client import (
+    AuthenticationFailed,
+    ClusterClient,
+    ClusterError,
+    ClusterUnreachable,
+    PermissionDenied,
+)
 from watchdog.config import Source
 from watchdog.snapshot import Event, Item
 
@@ -26,7 +32,9 @@ class PollResult:
     items: Sequence[Item] = ()
     error: str | None = None
     cluster_down: bool = False
-    """Every URL of the cluster failed: this poll counts towards ClusterUnreachable."""
+    """The watchdog could not see the cluster at all: every URL failed, or the cluster
+    refused its login or privilege. Such polls count towards ClusterUnreachable: a watchdog
+    that is blind to a cluster must say so, whatever the reason."""
     partial_errors: Sequence[str] = field(default_factory=tuple)
     cursor: str | None = None
     """For events: the cursor to store once this poll's events are handled."""
@@ -49,7 +57,7 @@ class SourcePoller:
         """
         try:
             return await self._fetch(source, now, events_since, cursor)
-        except ClusterUnreachable as exc:
+        except (ClusterUnreachable, AuthenticationFailed, PermissionDenied) as exc:
             return PollResult(source, error=str(exc), cluster_down=True)
         except ClusterError as exc:
             return PollResult(source, error=str(exc))
