@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import NOTIFY_T0 as T0
 from watchdog.alerts import Alert, State
 from watchdog.config import Config
-from watchdog.notify import Dispatcher, Renderer, notify_type
+from watchdog.notify import Dispatcher, Notice, Renderer, notify_type
 from watchdog.store import Store
 
 MakeAlert = Callable[..., Alert]
@@ -184,7 +184,13 @@ def test_groups_follow_group_by(store: Store, make_alert: MakeAlert) -> None:
     ([], "success")])
 def test_notify_type_follows_the_highest_severity(
         make_alert: MakeAlert, severities: list[str], expected: str) -> None:
-    assert notify_type([make_alert(severity=s) for s in severities]) == expected
+    assert notify_type(Notice(firing=[make_alert(severity=s) for s in severities])) == expected
+
+
+def test_flapping_alone_is_a_warning(make_alert: MakeAlert) -> None:
+    assert notify_type(Notice(flapping=[make_alert()])) == "warning"
+    assert notify_type(Notice(firing=[make_alert(severity="info")],
+                              flapping=[make_alert()])) == "info"
 
 
 def test_unrouted_alert_is_reported_once(

@@ -2,24 +2,36 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import NOTIFY_T0 as T0
 from watchdog.alerts import Alert, State
-from watchdog.notify import Renderer
-from watchdog.notify.render import BODY_TEMPLATES, Format
+from watchdog.notify import Notice, Renderer
+from watchdog.notify.render import BODY_TEMPLATES, EVENTS_PER_PAGE, Format
 from watchdog.sourcefile import InvalidInput
+from watchdog.store import NodeInfo, RecentEvent
 
 MakeAlert = Callable[..., Alert]
 NOW = T0 + timedelta(minutes=3)
 FORMATS: list[Format] = ["text", "markdown", "html"]
 CONSOLES = {"prod": "http://crdb-1:8080"}
+# The simulator's tiers: a page shows whatever tiers the cluster reports, in its order.
+NODES = {("prod", str(n)): NodeInfo(f"crdb-{n}:26257", {"region": "us-east1", "az": f"az-{n}"})
+         for n in range(1, 8)}
 
 
 def render(firing: list[Alert], resolved: list[Alert] | None = None, fmt: Format = "text",
-           overrides: Path | None = None) -> tuple[str, str]:
-    return Renderer(overrides, CONSOLES).render(firing, resolved or [], fmt, now=NOW)
+           overrides: Path | None = None, **notice: Any) -> tuple[str, str]:
+    return Renderer(overrides, CONSOLES).render(
+        Notice(firing, resolved or [], **notice), fmt, now=NOW)
+
+
+def event(node_id: str | None, text: str, minutes_ago: int = 5,
+          cluster: str = "prod") -> RecentEvent:
+    return RecentEvent(cluster, f"{cluster}-{node_id}-{text}",
+                       T0 - timedelta(minutes=minutes_ago), node_id, text)
 
 
 def resolution(make_alert: MakeAlert, **labels: str) -> Alert:
@@ -40,18 +52,64 @@ def test_titles_count_firing_alerts_or_resolutions(make_alert: MakeAlert) -> Non
 def test_body_carries_what_an_operator_needs(make_alert: MakeAlert, fmt: Format) -> None:
     alert = make_alert(node_id="3", team="db")
     alert = Alert(alert.labels, {"summary": "Node 3 is DEAD", "description": "No heartbeat.",
-                                 "runbook_url": "https://runbooks.example/liveness"},
+                                 "runbook_url": "https://runbooks.example/liveness",
+                                 "value": "liveness DEAD"},
                   alert.state, alert.active_at, alert.last_true_at, alert.fired_at)
     cluster_wide = make_alert("ClusterUnreachable", node_id=None,
                               fired_at=T0 + timedelta(seconds=30))
-    _, body = render([alert, cluster_wide], [resolution(make_alert, node_id="7")], fmt)
-    for text in ("Node 3 is DEAD", "No heartbeat.", "prod", "crdb-3:26257",
-                 "region=us-east1, zone=us-east1-b", "team=db", "2026-11-27T11:00:00Z",
+    _, body = render([alert, cluster_wide], [resolution(make_alert, node_id="7")], fmt,
+                     nodes=NODES, events=[event("3", "node_restart (down 42s)")])
+    for text in ("Node 3 is DEAD", "No heartbeat.", "liveness DEAD", "prod", "crdb-3:26257",
+                 "region=us-east1, az=az-3", "team=db", "2026-11-27T11:00:00Z",
                  "for 3m", "for 2m30s", "https://runbooks.example/liveness",
                  "http://crdb-1:8080/#/node/3", "http://crdb-1:8080/#/overview/list",
-                 "lasted 10m"):
+                 "lasted 10m", "2026-11-27T10:55:00Z", "node 3: node_restart (down 42s)"):
         assert text in body, text
-    assert body.index("Node 3 is DEAD") < body.index("Resolved") < body.index("Node 7")
+    assert body.index("Node 3 is DEAD") < body.index("Resolved") < body.index("Node 7") \
+        < body.index("node_restart")
+
+
+def test_locality_is_the_nodes_own_tiers_and_not_repeated_as_labels(
+        make_alert: MakeAlert) -> None:
+    _, body = render([make_alert(node_id="2")], nodes=NODES)
+    assert "locality: region=us-east1, az=az-2" in body
+    assert "labels: zone=us-east1-b" in body  # a label, as far as the node directory knows
+
+
+def test_a_health_alert_shows_where_its_node_is(make_alert: MakeAlert) -> None:
+    unreachable = make_alert("NodeUnreachable", node_id=None, url="http://crdb-4:8080")
+    unreachable = Alert({**unreachable.labels, "node_id": "4"}, unreachable.annotations,
+                        unreachable.state, T0, T0, T0)
+    _, body = render([unreachable], nodes=NODES)
+    assert "node: 4 (crdb-4:26257)" in body
+    assert "locality: region=us-east1, az=az-4" in body
+    assert "labels: url=http://crdb-4:8080" in body
+
+
+def test_events_are_those_of_the_alerts_nodes_and_their_clusters(make_alert: MakeAlert) -> None:
+    events = [event(None, "set_cluster_setting kv.snapshot_rebalance.max_rate", 1),
+              event("1", "node_decommissioning (requested by node 3)", 2),
+              event("2", "node_restart (down 5s)", 3),
+              event(None, "set_cluster_setting elsewhere", 4, cluster="staging"),
+              *(event("1", f"node_restart #{n}", 10 + n) for n in range(EVENTS_PER_PAGE))]
+    _, body = render([make_alert(node_id="1")], events=events)
+    lines = [line.strip() for line in body.splitlines()]
+    shown = lines[lines.index("Recent events:") + 1:]
+    assert shown[:2] == [
+        "2026-11-27T10:59:00Z  cluster prod: set_cluster_setting kv.snapshot_rebalance.max_rate",
+        "2026-11-27T10:58:00Z  node 1: node_decommissioning (requested by node 3)"]
+    assert len(shown) == EVENTS_PER_PAGE
+    assert "node 2" not in body and "elsewhere" not in body
+
+
+def test_flapping_alerts_have_their_own_title_and_section(make_alert: MakeAlert) -> None:
+    title, body = render([], flapping=[make_alert(node_id="5")])
+    assert title == "[FLAPPING:1] NodeLivenessLost"
+    assert body.startswith("Flapping (")
+    assert "Node 5 is UNAVAILABLE" in body
+    title, body = render([make_alert(node_id="1")], flapping=[make_alert(node_id="5")])
+    assert title == "[FIRING:1] NodeLivenessLost"
+    assert body.index("Node 1") < body.index("Flapping") < body.index("Node 5")
 
 
 def test_formats_differ_in_markup(make_alert: MakeAlert) -> None:
@@ -60,6 +118,8 @@ def test_formats_differ_in_markup(make_alert: MakeAlert) -> None:
     assert "disk < 15% & falling" in text
     assert "**CRITICAL**" in markdown and "[DB Console](http://crdb-1:8080/#/node/1)" in markdown
     assert "disk &lt; 15% &amp; falling" in html
+    _, html = render(alert, fmt="html", events=[event("1", "<script>x</script>")])
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert '<a href="http://crdb-1:8080/#/node/1">DB Console</a>' in html
 
 

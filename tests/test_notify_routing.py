@@ -55,3 +55,9 @@ def test_group_key_is_the_route_index_and_the_group_by_values() -> None:
     by_node = route(group_by=["node_id"])
     assert group_key(0, by_node, CRITICAL) != group_key(0, by_node, other_node)
     assert group_key(0, route(group_by=["team"]), CRITICAL) == '0:{team=""}'
+
+
+def test_group_by_dots_puts_each_alert_on_its_own() -> None:
+    every = route(group_by=["..."])
+    assert group_key(0, every, CRITICAL) != group_key(0, every, CRITICAL | {"node_id": "2"})
+    assert group_key(0, every, CRITICAL) == group_key(0, every, dict(reversed(CRITICAL.items())))

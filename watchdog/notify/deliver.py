@@ -1,7 +1,9 @@
 """Delivery: send due outbox entries through Apprise, one URL each, and record the outcome.
 
 An entry leaves the outbox only when Apprise reports that service delivered; otherwise it
-is retried with exponential backoff, keeping the reason. Apprise pitfalls handled here:
+is retried with exponential backoff, keeping the reason, and once it has been undeliverable
+for `fallback_after` it is also queued, once, to the `fallback` channel (if one is set).
+Apprise pitfalls handled here:
 plugins sleep 5.5 s between sends of one instance (email, ntfy, and any plugin that keeps
 the default), per-service failure reasons are captured only while the `apprise` logger
 lets WARNING through, and its masked URLs keep query parameters (headers) in the clear.
@@ -10,17 +12,19 @@ lets WARNING through, and its masked URLs keep query parameters (headers) in the
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apprise
 
-from watchdog.config import DeliveryConfig
+from watchdog.config import ChannelConfig, DeliveryConfig
+from watchdog.durations import format_duration
 from watchdog.notify.render import Format
 from watchdog.store import OutboxEntry, Store
 
@@ -59,10 +63,16 @@ class DeliveryResult:
 
 
 class Deliverer:
-    def __init__(self, store: Store, delivery: DeliveryConfig) -> None:
+    def __init__(self, store: Store, delivery: DeliveryConfig,
+                 channels: Mapping[str, ChannelConfig]) -> None:
         self._store = store
-        self._delivery = delivery
         self._in_flight: set[int] = set()
+        self.configure(delivery, channels)
+
+    def configure(self, delivery: DeliveryConfig, channels: Mapping[str, ChannelConfig]) -> None:
+        """Take a reloaded configuration; entries being sent stay tracked."""
+        self._delivery = delivery
+        self._channels = channels
 
     async def deliver_due(self, now: datetime) -> list[DeliveryResult]:
         """Send every entry due by `now`, concurrently; one failing never holds up the others.
@@ -86,12 +96,49 @@ class Deliverer:
             logger.info("delivered notification %d to %s %s in %.0f ms", result.entry_id,
                         result.channel, result.url, result.elapsed * 1000)
             return result
-        retry_at = now + backoff(entry.attempts, self._delivery)
-        self._store.retry_later(_entry_id(entry), retry_at, result.reason)
+        fallback = self._fallback(entry, result, now)
+        retry_at = self._retry_at(entry, now)
+        self._store.retry_later(_entry_id(entry), retry_at, result.reason, fallback)
         logger.warning("notification %d to %s %s failed (attempt %d): %s; retrying at %s",
                        result.entry_id, result.channel, result.url, entry.attempts + 1,
                        result.reason, retry_at.isoformat(timespec="seconds"))
+        if fallback:
+            logger.warning("notification %d undeliverable since %s: also sent to the "
+                           "fallback channel %s", result.entry_id,
+                           entry.created_at.isoformat(timespec="seconds"), fallback[0].channel)
         return result
+
+    def _retry_at(self, entry: OutboxEntry, now: datetime) -> datetime:
+        """After the backoff, but not after a fallback deadline still ahead, so that the
+        fallback is not late by up to `retry_max`."""
+        retry_at = now + backoff(entry.attempts, self._delivery)
+        deadline = entry.created_at + self._delivery.fallback_after
+        if self._fallback_channel(entry) and now < deadline:
+            return min(retry_at, deadline)
+        return retry_at
+
+    def _fallback_channel(self, entry: OutboxEntry) -> str | None:
+        """Where the entry goes if undeliverable: none once escalated, or if it is there."""
+        name = self._delivery.fallback
+        return None if name is None or entry.escalated or entry.channel == name else name
+
+    def _fallback(self, entry: OutboxEntry, failed: DeliveryResult,
+                  now: datetime) -> list[OutboxEntry]:
+        """The fallback channel's entries for a notification undeliverable for too long,
+        with a first line saying where it could not go; none before then, and none twice
+        (the fallback's own entries are escalated from the start)."""
+        name, undeliverable = self._fallback_channel(entry), now - entry.created_at
+        if name is None or undeliverable < self._delivery.fallback_after:
+            return []
+        note = (f"Not delivered to channel {entry.channel} ({failed.url}) for "
+                f"{format_duration(undeliverable)}: {failed.reason}")
+        body = f"<p>{html.escape(note)}</p>\n{entry.body}" if entry.body_format == "html" \
+            else f"{note}\n\n{entry.body}"
+        return [OutboxEntry(channel=name, url=url.get_secret_value(),
+                            title=f"[UNDELIVERED] {entry.title}", body=body,
+                            body_format=entry.body_format, notify_type=entry.notify_type,
+                            created_at=now, next_attempt_at=now, escalated=True)
+                for url in self._channels[name].urls]
 
 
 def backoff(attempts: int, delivery: DeliveryConfig) -> timedelta:

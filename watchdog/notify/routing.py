@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from watchdog.config import RouteConfig
+from watchdog.config import LabelMatchers, RouteConfig
 
 
-def matches(labels: Mapping[str, str], route: RouteConfig) -> bool:
+def matches(labels: Mapping[str, str], matchers: LabelMatchers) -> bool:
     """Every `match` label equal and every `match_re` regex matching; none given matches all.
 
     A missing label counts as the empty string, as in Alertmanager.
     """
-    return (all(labels.get(name, "") == value for name, value in route.match.items())
+    return (all(labels.get(name, "") == value for name, value in matchers.match.items())
             and all(pattern.fullmatch(labels.get(name, ""))
-                    for name, pattern in route.match_re.items()))
+                    for name, pattern in matchers.match_re.items()))
 
 
 def routes_for(labels: Mapping[str, str], routes: Sequence[RouteConfig]) -> list[RouteConfig]:
@@ -34,6 +34,10 @@ def routes_for(labels: Mapping[str, str], routes: Sequence[RouteConfig]) -> list
 
 
 def group_key(index: int, route: RouteConfig, labels: Mapping[str, str]) -> str:
-    """`<route index>:{label="value",…}` over the route's `group_by`: one notification each."""
-    pairs = ",".join(f"{name}={json.dumps(labels.get(name, ''))}" for name in route.group_by)
+    """`<route index>:{label="value",…}` over the route's `group_by`: one notification each.
+
+    `group_by: ["..."]` groups by every label, as in Alertmanager: each alert on its own.
+    """
+    names = sorted(labels) if "..." in route.group_by else route.group_by
+    pairs = ",".join(f"{name}={json.dumps(labels.get(name, ''))}" for name in names)
     return f"{index}:{{{pairs}}}"
