@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 class Notifier:
@@ -46,3 +47,8 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2e6
+
+
+def monotonic_usec() -> str:
+    """CLOCK_MONOTONIC in µs: systemd 253+ wants it with RELOADING=1 to order the reload."""
+    return str(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
