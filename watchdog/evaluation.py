@@ -35,6 +35,18 @@ class ClusterEvaluator:
         self.histories = {rule.name: ValueHistory(rule.spec.history)
                           for rule in rules.rules if rule.spec.history}
 
+    def with_rules(self, rules: RuleSet) -> ClusterEvaluator:
+        """An evaluator of new rules (a reload) that goes on from where this one was: the last
+        snapshots (for `previous`), the count towards ClusterUnreachable, and the histories of
+        rules whose `history:` did not change."""
+        new = ClusterEvaluator(self.cluster, self.unreachable_after, rules, self.tracker)
+        new.latest, new.previous, new.failed_polls = self.latest, self.previous, self.failed_polls
+        before = {rule.name: rule.spec.history for rule in self.rules.rules}
+        for rule in rules.rules:
+            if rule.name in self.histories and before.get(rule.name) == rule.spec.history:
+                new.histories[rule.name] = self.histories[rule.name]
+        return new
+
     def on_poll(self, result: PollResult, now: datetime) -> dict[str, RuleResult]:
         """Evaluate a successful poll's rules; a failed poll leaves its alerts as they are."""
         outcomes = self._evaluate(result, now) if result.ok else {}

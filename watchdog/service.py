@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watchdog.alerts import Finding, State, Timing
 from watchdog.client import ClusterClient
+from watchdog.clock import SteadyClock
 from watchdog.config import ClusterConfig, Config, Source
 from watchdog.evaluation import ClusterEvaluator
 from watchdog.heartbeat import Heartbeat
@@ -51,10 +52,6 @@ STATUS_TICK = 5.0
 STOP_BUDGET = 8.0
 """SIGTERM to exit: polls drained, the outbox tried once, within systemd's patience."""
 DRAIN_TIMEOUT = 4.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -121,11 +118,12 @@ class _Failure:
 
 class Watchdog:
     def __init__(self, config: Config, rules: RuleSet, store: Store,
-                 clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.rules = rules
         self.store = store
-        self.clock = clock
+        self.clock = clock or SteadyClock()
         self.metrics = metrics or Metrics()
         self.tracker = AlertTracker(store, _resolved_retention(config))
         self.clusters = {c.name: self._watch(c, rules) for c in config.clusters}
@@ -398,7 +396,7 @@ class Watchdog:
         for cluster_config in config.clusters:
             watch = old.pop(cluster_config.name, None)
             if watch is not None and watch.config == cluster_config:
-                watch.evaluator = self._evaluator_going_on(watch.evaluator, rules)
+                watch.evaluator = watch.evaluator.with_rules(rules)
                 self.clusters[watch.name] = watch
                 continue
             self.clusters[cluster_config.name] = self._watch(cluster_config, rules)
@@ -414,18 +412,6 @@ class Watchdog:
         self.heartbeat.config = config.heartbeat
         if self._scheduler is not None:
             self._schedule()
-
-    def _evaluator_going_on(self, old: ClusterEvaluator, rules: RuleSet) -> ClusterEvaluator:
-        """An evaluator of the new rules that goes on from where `old` was: the last snapshots
-        (for `previous`), the count towards ClusterUnreachable, the histories of rules whose
-        `history:` did not change. (Better as a ClusterEvaluator method, beside its fields.)"""
-        new = ClusterEvaluator(old.cluster, old.unreachable_after, rules, self.tracker)
-        new.latest, new.previous, new.failed_polls = old.latest, old.previous, old.failed_polls
-        kept = {r.name: r.spec.history for r in self.rules.rules}
-        for rule in rules.rules:
-            if rule.name in old.histories and kept.get(rule.name) == rule.spec.history:
-                new.histories[rule.name] = old.histories[rule.name]
-        return new
 
     def _retire(self, alertnames: Iterable[str], cluster: str, now: datetime) -> None:
         for name in alertnames:
