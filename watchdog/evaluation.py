@@ -10,10 +10,9 @@ import logging
 from datetime import datetime
 
 from watchdog.alerts import Alert, Finding, Timing
-from watchdog.config import Source
 from watchdog.poller import PollResult
-from watchdog.rules import EvalContext, RuleResult, RuleSet, ValueHistory
-from watchdog.snapshot import Item
+from watchdog.rules import EvalContext, RuleResult, RuleSet, RuleSource, ValueHistory
+from watchdog.snapshot import Item, Node, stores_of
 from watchdog.tracker import AlertTracker
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,8 @@ class ClusterEvaluator:
         self.unreachable_after = unreachable_after
         self.rules = rules
         self.tracker = tracker
-        self.latest: dict[Source, list[Item]] = {}
-        self.previous: dict[Source, dict[str, Item]] = {}
+        self.latest: dict[RuleSource, list[Item]] = {}
+        self.previous: dict[RuleSource, dict[str, Item]] = {}
         self.failed_polls = 0
         self.rule_errors: dict[str, list[str]] = {}
         self.histories = {rule.name: ValueHistory(rule.spec.history)
@@ -54,17 +53,28 @@ class ClusterEvaluator:
         return outcomes
 
     def _evaluate(self, result: PollResult, now: datetime) -> dict[str, RuleResult]:
-        self.latest[result.source] = list(result.items)
-        ctx = EvalContext(self.cluster, now, self.latest, self.previous.get(result.source, {}))
+        """Rules of the polled source and of those derived from it (`stores` from `nodes`)."""
+        polled: dict[RuleSource, list[Item]] = {result.source: list(result.items)}
+        if result.source == "nodes":
+            polled["stores"] = list(stores_of([n for n in result.items if isinstance(n, Node)]))
+        self.latest.update(polled)
+        outcomes: dict[str, RuleResult] = {}
+        for source, items in polled.items():
+            outcomes.update(self._evaluate_source(source, items, now))
+        return outcomes
+
+    def _evaluate_source(self, source: RuleSource, items: list[Item],
+                         now: datetime) -> dict[str, RuleResult]:
+        ctx = EvalContext(self.cluster, now, self.latest, self.previous.get(source, {}))
         outcomes = {}
-        for rule in self.rules.for_source(result.source):
+        for rule in self.rules.for_source(source):
             history = self.histories.get(rule.name)
-            seen = history.observe(result.items, now) if history else None
+            seen = history.observe(items, now) if history else None
             outcome = outcomes[rule.name] = rule.evaluate(ctx, seen)
             self._report_rule_errors(rule.name, outcome.errors)
             self._apply(rule.name, rule.timing, outcome.findings, outcome.undecided, now)
-        if result.source != "events":
-            self.previous[result.source] = {item.key: item for item in result.items}
+        if source != "events":
+            self.previous[source] = {item.key: item for item in items}
         return outcomes
 
     def _track_reachability(self, result: PollResult, now: datetime) -> None:

@@ -21,11 +21,11 @@ from jinja2.parser import Parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from watchdog.alerts import Finding, Timing, fingerprint
-from watchdog.config import SOURCES, Source
+from watchdog.config import Source
 from watchdog.durations import Duration
 from watchdog.resources import builtin_dir
 from watchdog.sandbox import make_environment
-from watchdog.snapshot import Event, HealthItem, HotRange, Item, Node
+from watchdog.snapshot import Event, HealthItem, HotRange, Item, Node, StoreStatus
 from watchdog.sourcefile import InvalidInput, Problem, SourceFile, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
@@ -33,8 +33,13 @@ ANNOTATIONS = ("summary", "description", "runbook_url")
 EVENT_HOLD = timedelta(minutes=5)
 """How long an event's alert stays firing (for grouping and routing) before it ends."""
 RESERVED_LABELS = frozenset({"alertname", "cluster", "severity"})
-ITEM_TYPES: dict[Source, type] = {"nodes": Node, "health": HealthItem, "events": Event,
-                                  "hot_ranges": HotRange}
+RuleSource = Literal["health", "nodes", "stores", "events", "hot_ranges"]
+RULE_SOURCES: tuple[RuleSource, ...] = ("health", "nodes", "stores", "events", "hot_ranges")
+POLLED_AS: dict[RuleSource, Source] = {"health": "health", "nodes": "nodes", "stores": "nodes",
+                                       "events": "events", "hot_ranges": "hot_ranges"}
+"""What is polled for each source: `stores` are the `store_metrics` of the nodes poll."""
+ITEM_TYPES: dict[RuleSource, type] = {"nodes": Node, "stores": StoreStatus, "health": HealthItem,
+                                      "events": Event, "hot_ranges": HotRange}
 _FIELDS = {cls: frozenset(f.name for f in fields(cls)) for cls in ITEM_TYPES.values()}
 _ENV = make_environment(_FIELDS)
 
@@ -54,7 +59,7 @@ class RuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     alert: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    source: Source
+    source: RuleSource
     each: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
     when: str
     for_: Duration = Field(default=timedelta(0), alias="for")
@@ -78,7 +83,7 @@ class EvalContext:
 
     cluster: str
     now: datetime
-    data: Mapping[Source, Sequence[Item]]
+    data: Mapping[RuleSource, Sequence[Item]]
     previous: Mapping[str, Item] = field(default_factory=dict)
 
 
@@ -142,7 +147,7 @@ class Rule:
         return self.spec.alert
 
     @property
-    def source(self) -> Source:
+    def source(self) -> RuleSource:
         return self.spec.source
 
     @property
@@ -184,7 +189,8 @@ class Rule:
         return labels
 
     def _names(self, ctx: EvalContext) -> dict[str, Any]:
-        names: dict[str, Any] = {source: list(ctx.data.get(source, ())) for source in SOURCES}
+        names: dict[str, Any] = {source: list(ctx.data.get(source, ()))
+                                 for source in RULE_SOURCES}
         names.update(cluster=ctx.cluster, now=ctx.now)
         return names
 
@@ -226,6 +232,8 @@ def item_labels(item: Item) -> dict[str, str]:
             labels = {k: v for k, v in item.locality.items() if k not in RESERVED_LABELS}
             labels.update(node_id=str(item.node_id), address=item.address)
             return labels
+        case StoreStatus():
+            return {**item_labels(item.node), "store_id": item.store_id}
         case HealthItem():
             labels = {"url": item.url}
             if item.node_id is not None:
@@ -244,10 +252,10 @@ class RuleSet:
 
     @property
     def sources(self) -> set[Source]:
-        """The sources some rule uses: only these are polled."""
-        return {rule.source for rule in self.rules}
+        """The sources to poll: those some rule uses (`stores` come from `nodes`)."""
+        return {POLLED_AS[rule.source] for rule in self.rules}
 
-    def for_source(self, source: Source) -> list[Rule]:
+    def for_source(self, source: RuleSource) -> list[Rule]:
         return [rule for rule in self.rules if rule.source == source]
 
 
@@ -305,7 +313,7 @@ def compile_rule(source: SourceFile, index: int, entry: dict[str, Any]) -> Rule:
         spec = RuleSpec.model_validate(entry)
     except ValidationError as exc:
         raise InvalidInput(source.validation_problems(exc, loc)) from None
-    known = {*SOURCES, "cluster", "now", "previous", "history", *_ENV.globals}
+    known = {*RULE_SOURCES, "cluster", "now", "previous", "history", *_ENV.globals}
     if spec.each:
         known.add(spec.each)
     problems = _history_problems(source, loc, spec)

@@ -9,7 +9,7 @@ service reports as a source error for that round, never as "healthy".
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -51,6 +51,31 @@ class Node:
     @property
     def key(self) -> str:
         return str(self.node_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """One store of a node (23.2+ `store_metrics`): rules about disks and ranges are per store."""
+
+    store_id: str
+    node_id: int
+    metrics: Mapping[str, float]
+    node: Node = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        return self.store_id
+
+
+def stores_of(nodes: Sequence[Node]) -> list[StoreStatus]:
+    """Every store of every node that reports them, in node then store order."""
+    return [StoreStatus(store_id, node.node_id, metrics, node)
+            for node in nodes if node.store_metrics
+            for store_id, metrics in sorted(node.store_metrics.items(), key=_store_order)]
+
+
+def _store_order(entry: tuple[str, Mapping[str, float]]) -> tuple[int, str]:
+    return (int(entry[0]), entry[0]) if entry[0].isdigit() else (0, entry[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +129,7 @@ class HotRange:
         return str(self.range_id)
 
 
-Item = Node | HealthItem | Event | HotRange
+Item = Node | StoreStatus | HealthItem | Event | HotRange
 
 
 def parse_nodes(body: Any) -> list[Node]:
