@@ -7,6 +7,7 @@ responses. Both go through this one class, so a rule test exercises exactly what
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
 from watchdog.alerts import Alert, Finding, Timing
@@ -60,11 +61,11 @@ class ClusterEvaluator:
         self.latest.update(polled)
         outcomes: dict[str, RuleResult] = {}
         for source, items in polled.items():
-            outcomes.update(self._evaluate_source(source, items, now))
+            outcomes.update(self._evaluate_source(source, items, now, result.unreported))
         return outcomes
 
-    def _evaluate_source(self, source: RuleSource, items: list[Item],
-                         now: datetime) -> dict[str, RuleResult]:
+    def _evaluate_source(self, source: RuleSource, items: list[Item], now: datetime,
+                         unreported: Mapping[int, str]) -> dict[str, RuleResult]:
         ctx = EvalContext(self.cluster, now, self.latest, self.previous.get(source, {}))
         outcomes = {}
         for rule in self.rules.for_source(source):
@@ -72,10 +73,20 @@ class ClusterEvaluator:
             seen = history.observe(items, now) if history else None
             outcome = outcomes[rule.name] = rule.evaluate(ctx, seen)
             self._report_rule_errors(rule.name, outcome.errors)
-            self._apply(rule.name, rule.timing, outcome.findings, outcome.undecided, now)
+            held = outcome.undecided | self._of_nodes(rule.name, unreported)
+            self._apply(rule.name, rule.timing, outcome.findings, held, now)
         if source != "events":
             self.previous[source] = {item.key: item for item in items}
         return outcomes
+
+    def _of_nodes(self, rule: str, node_ids: Mapping[int, str]) -> set[str]:
+        """This rule's alerts about the given nodes (to hold while those nodes are unheard)."""
+        if not node_ids:
+            return set()
+        names = {str(node_id) for node_id in node_ids}
+        return {alert.fingerprint for alert in self.tracker.alerts()
+                if alert.name == rule and alert.cluster == self.cluster
+                and alert.labels.get("node_id") in names}
 
     def _track_reachability(self, result: PollResult, now: datetime) -> None:
         """ClusterUnreachable: every URL failed `unreachable_after` polls in a row."""

@@ -8,7 +8,7 @@ and whether a failure was the whole cluster (every URL) or just some nodes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,7 +35,9 @@ class PollResult:
     """The watchdog could not see the cluster at all: every URL failed, or the cluster
     refused its login or privilege. Such polls count towards ClusterUnreachable: a watchdog
     that is blind to a cluster must say so, whatever the reason."""
-    partial_errors: Sequence[str] = field(default_factory=tuple)
+    unreported: Mapping[int, str] = field(default_factory=dict)
+    """Nodes whose part of a fan-out failed (hot ranges), with the reason: their items are
+    missing from this poll, not gone, so their alerts hold."""
     cursor: str | None = None
     """For events: the cursor to store once this poll's events are handled."""
 
@@ -75,8 +77,7 @@ class SourcePoller:
             return PollResult(source, health)
         if source == "hot_ranges":
             ranges, node_errors = await self._client.hot_ranges()
-            return PollResult(source, ranges, partial_errors=[
-                f"node {node_id}: {message}" for node_id, message in node_errors])
+            return PollResult(source, ranges, unreported=dict(node_errors))
         events, new_cursor = await self._new_events(cursor, now - events_since)
         return PollResult(source, events, cursor=new_cursor)
 

@@ -281,8 +281,7 @@ def _events_poll(body: Any) -> PollResult:
 
 def _hot_ranges_poll(body: Any) -> PollResult:
     ranges, errors = parse_hot_ranges(body)
-    return PollResult("hot_ranges", dedupe_hot_ranges(ranges),
-                      partial_errors=[f"node {node_id}: {text}" for node_id, text in errors])
+    return PollResult("hot_ranges", dedupe_hot_ranges(ranges), unreported=dict(errors))
 
 
 def _recorded_at(items: Sequence[Any]) -> int | None:
