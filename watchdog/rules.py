@@ -29,7 +29,7 @@ from watchdog.snapshot import Event, HealthItem, HotRange, Item, Node, StoreStat
 from watchdog.sourcefile import InvalidInput, Problem, SourceFile, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
-ANNOTATIONS = ("summary", "description", "runbook_url")
+ANNOTATIONS = ("summary", "description", "value", "runbook_url")
 EVENT_HOLD = timedelta(minutes=5)
 """How long an event's alert stays firing (for grouping and routing) before it ends."""
 RESERVED_LABELS = frozenset({"alertname", "cluster", "severity"})
@@ -69,6 +69,8 @@ class RuleSpec(BaseModel):
     labels: dict[str, str] = {}
     summary: str
     description: str = ""
+    value: str = ""
+    """The measured value a page shows beside the summary, e.g. `12% free`."""
     runbook_url: str = ""
 
 
