@@ -13,6 +13,7 @@ import glob
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -81,20 +82,43 @@ class RuleFile(BaseModel):
 
 @dataclass(frozen=True)
 class EvalContext:
-    """What one evaluation sees: the cluster, the time, and the latest data of each source."""
+    """What one evaluation sees: the cluster, the time, and the latest data of each source.
+
+    The names and per-item bindings are built once and shared by every rule of a round.
+    """
 
     cluster: str
     now: datetime
     data: Mapping[RuleSource, Sequence[Item]]
     previous: Mapping[str, Item] = field(default_factory=dict)
+    _bindings: dict[RuleSource, list[Binding]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    @cached_property
+    def names(self) -> dict[str, Any]:
+        names: dict[str, Any] = {source: list(self.data.get(source, ()))
+                                 for source in RULE_SOURCES}
+        names.update(cluster=self.cluster, now=self.now)
+        return names
+
+    def bindings(self, source: RuleSource) -> list[Binding]:
+        if source not in self._bindings:
+            self._bindings[source] = [Binding(index, item, self.previous.get(item.key), None)
+                                      for index, item in enumerate(self.data.get(source, ()))]
+        return self._bindings[source]
 
 
 class Binding(NamedTuple):
     """What one evaluation of a per-item rule sees besides the source lists."""
 
+    position: int
     item: Item | None
     previous: Item | None
     history: Sequence[Any] | None
+
+
+CLUSTER_BINDING = Binding(0, None, None, None)
+"""The one evaluation of a rule without `each`."""
 
 
 @dataclass(frozen=True)
@@ -163,11 +187,11 @@ class Rule:
     def evaluate(self, ctx: EvalContext,
                  history: Mapping[str, Sequence[Any]] | None = None) -> RuleResult:
         """Evaluate the rule over the context's items; never raises for bad data."""
-        items: Sequence[Item | None] = ctx.data.get(self.source, ()) if self.spec.each else [None]
-        bindings = [Binding(item, ctx.previous.get(item.key),
-                            history.get(item.key) if history is not None else None)
-                    if item else Binding(None, None, None) for item in items]
-        names = self._names(ctx)
+        bindings = ctx.bindings(self.source) if self.spec.each else [CLUSTER_BINDING]
+        if history is not None:
+            bindings = [b._replace(history=history.get(b.item.key)) if b.item else b
+                        for b in bindings]
+        names = ctx.names
         errors: list[str] = []
         try:
             matched = self._matching(bindings, names)
@@ -190,12 +214,6 @@ class Rule:
         labels.update(alertname=self.name, cluster=cluster, severity=self.spec.severity)
         return labels
 
-    def _names(self, ctx: EvalContext) -> dict[str, Any]:
-        names: dict[str, Any] = {source: list(ctx.data.get(source, ()))
-                                 for source in RULE_SOURCES}
-        names.update(cluster=ctx.cluster, now=ctx.now)
-        return names
-
     def _matching(self, bindings: Sequence[Binding], names: Mapping[str, Any]) -> list[int]:
         output = self._condition.render(__bindings=bindings, **names)
         return [int(index) for index in output.split(",") if index]
@@ -206,7 +224,7 @@ class Rule:
         matched, undecided = [], []
         for index, binding in enumerate(bindings):
             try:
-                if self._matching([binding], names):
+                if self._matching([binding._replace(position=index)], names):
                     matched.append(index)
             except Exception as exc:
                 errors.append(self._describe(binding.item, exc))
@@ -358,7 +376,7 @@ def _history_problems(source: SourceFile, loc: tuple[str | int, ...],
 def _unknown_names(source: SourceFile, loc: tuple[str | int, ...], text: str,
                    known: set[str]) -> list[Problem]:
     """A misspelt name is caught by `check`, not discovered as an error at 3 a.m."""
-    unknown = meta.find_undeclared_variables(_ENV.parse(text)) - known - {"__bindings"}
+    unknown = meta.find_undeclared_variables(_ENV.parse(text)) - known - {"__bindings", "__index"}
     if not unknown:
         return []
     names = ", ".join(sorted(known - set(_ENV.globals)))
@@ -368,21 +386,24 @@ def _unknown_names(source: SourceFile, loc: tuple[str | int, ...], text: str,
 
 def _condition_source(spec: RuleSpec) -> str:
     """Only for name checking: the compiled loop is built from the parsed AST, not this text."""
-    target = f"{spec.each or '_'}, previous, history"
+    target = f"__index, {spec.each or '_'}, previous, history"
     return f"{{% for {target} in __bindings %}}{{{{ {spec.when} }}}}{{% endfor %}}"
 
 
 def _compile_condition(spec: RuleSpec) -> Template:
-    """`{% for each, previous, history in __bindings %}{% if when %}{{ loop.index0 }},...`."""
+    """`{% for __index, each, previous, history in __bindings %}{% if when %}{{ __index }},`.
+
+    Emitting our own index rather than `loop.index0` keeps Jinja2 from building a loop
+    context object per item.
+    """
     parser = Parser(_ENV, spec.when, state="variable")
     test = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("unexpected text after the expression",
                                   parser.stream.current.lineno)
-    names = (spec.each or "_", "previous", "history")
+    names = ("__index", spec.each or "_", "previous", "history")
     target = nodes.Tuple([nodes.Name(name, "store") for name in names], "store")
-    emit = nodes.Output([nodes.Getattr(nodes.Name("loop", "load"), "index0", "load"),
-                         nodes.TemplateData(",")])
+    emit = nodes.Output([nodes.Name("__index", "load"), nodes.TemplateData(",")])
     loop = nodes.For(target, nodes.Name("__bindings", "load"),
                      [nodes.If(test, [emit], [], [])], [], None, False)
     template = nodes.Template([loop], lineno=1)

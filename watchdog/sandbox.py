@@ -8,11 +8,12 @@ capped or left out.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -20,6 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from watchdog.durations import format_duration
 
 MAX_SEQUENCE = 100_000
+_BINOPS = {"*": operator.mul, "**": operator.pow}
 MAX_EXPONENT = 1_000
 
 _UNBOUNDED_FILTERS = ("center", "indent", "format", "wordwrap", "urlize", "xmlattr", "random",
@@ -88,6 +90,13 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator else 0.0
 
 
+@pass_context
+def _days_left(context: Context, value: float) -> float:
+    """`expiry | days_left`: days from `now` until a Unix time (negative once past)."""
+    now: datetime = context["now"]
+    return (float(value) - now.timestamp()) / 86400
+
+
 def _timestamp(value: float) -> datetime:
     """Unix seconds (certificate expirations, build timestamps) as an aware datetime."""
     return datetime.fromtimestamp(float(value), tz=UTC)
@@ -101,5 +110,5 @@ def make_environment(data_fields: Mapping[type, frozenset[str]] | None = None, *
         env.filters.pop(name, None)
         env.globals.pop(name, None)
     env.filters.update(seconds=_seconds, duration=_duration, bytes=_bytes, percent=_percent,
-                       ratio=_ratio, timestamp=_timestamp)
+                       ratio=_ratio, timestamp=_timestamp, days_left=_days_left)
     return env
