@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e import Receiver
 from watchdog.alerts import Alert, State
+from watchdog.simulator import SimConfig, SimulatedCluster
 
 DATA = Path(__file__).parent / "data"
 
@@ -22,6 +24,24 @@ def fixture_json(name: str) -> Any:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+# End-to-end tests: a simulated cluster and a webhook receiver ----------------------------
+
+
+@pytest.fixture
+def cluster() -> Iterator[SimulatedCluster]:
+    """Three simulated nodes whose liveness expires 1 s after a kill (9 s in CockroachDB)."""
+    with SimulatedCluster(SimConfig(nodes=3, liveness_ttl=1.0)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver behind `json://`, recording every notification."""
+    hook = Receiver()
+    yield hook
+    hook.close()
 
 
 # Notify pipeline (tests/test_notify_*.py) ----------------------------------------------

@@ -8,28 +8,12 @@ records every notification.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.e2e import Receiver, running_watchdog, wait_until, write_config
-from watchdog.simulator import SimConfig, SimulatedCluster
+from watchdog.simulator import SimulatedCluster
 
 QUIET = 2.0  # seconds of polling (several rounds at 300 ms) in which nothing may be sent
-
-
-@pytest.fixture
-def cluster() -> Iterator[SimulatedCluster]:
-    with SimulatedCluster(SimConfig(nodes=3, liveness_ttl=1.0)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
 
 
 def polled(cluster: SimulatedCluster, times: int) -> bool:

@@ -8,7 +8,6 @@ state file, as an operator would.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -26,19 +25,6 @@ from watchdog.store import Store
 QUIET = 1.5  # seconds of rounds (every 300 ms) in which nothing may be sent
 ZONES = [{"region": "us-east1", "zone": "us-east1-b"}, {"region": "us-east1", "zone": "us-east1-b"},
          {"region": "us-east1", "zone": "us-east1-c"}]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def cluster() -> Iterator[SimulatedCluster]:
-    with SimulatedCluster(SimConfig(nodes=3, liveness_ttl=1.0)) as sim:
-        yield sim
 
 
 async def test_a_zone_outage_is_one_page_saying_where_and_what_happened_before(

@@ -4,13 +4,13 @@ so each test says exactly which round sees what."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import Harness, Receiver, write_config
-from watchdog.simulator import SimConfig, SimulatedCluster
+from watchdog.simulator import SimulatedCluster
 
 RULES = """\
 rules:
@@ -37,19 +37,6 @@ rules:
       range {{ range.range_id }} on {{ range.table }}
       burns {{ (range.cpu_time_per_second / 1e9) | round(2) }} CPU
 """
-
-
-@pytest.fixture
-def cluster() -> Iterator[SimulatedCluster]:
-    with SimulatedCluster(SimConfig(nodes=3, liveness_ttl=1.0)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
 
 
 @pytest.fixture

@@ -8,28 +8,15 @@ failure) and what the state store records.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import Harness, Receiver, write_config
-from watchdog.simulator import SimConfig, SimulatedCluster
+from watchdog.simulator import SimulatedCluster
 
 FAULTS = ["status500", "garbage", "drop", "hang"]
-
-
-@pytest.fixture
-def cluster() -> Iterator[SimulatedCluster]:
-    with SimulatedCluster(SimConfig(nodes=3, liveness_ttl=1.0)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
 
 
 @pytest.fixture

@@ -41,13 +41,6 @@ def cluster() -> Iterator[SimulatedCluster]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
 def notify() -> Iterator[NotifySocket]:
     sock = NotifySocket()
     yield sock

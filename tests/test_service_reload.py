@@ -36,13 +36,6 @@ def sim() -> Iterator[SimulatedCluster]:
         yield cluster
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
-
-
 def make_config(tmp_path: Path, sim: SimulatedCluster, receiver: Receiver,
                 **changes: object) -> Config:
     cluster = ClusterConfig(name="sim", urls=sim.urls, password=SecretStr("secret"),
