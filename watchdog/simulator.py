@@ -34,11 +34,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from watchdog.snapshot import Liveness
 
 _API = "/api/v2/"
 _SESSION_HEADER = "x-cockroach-api-session"
@@ -93,19 +94,7 @@ class SimConfig:
     localities: list[dict[str, str]] = field(default_factory=_default_localities)  # round-robin
 
 
-class _Liveness(IntEnum):
-    """`livenesspb.NodeLivenessStatus`, sent as a bare integer."""
-
-    UNKNOWN = 0
-    DEAD = 1
-    UNAVAILABLE = 2
-    LIVE = 3
-    DECOMMISSIONING = 4
-    DECOMMISSIONED = 5
-    DRAINING = 6
-
-
-_LIVE = frozenset({_Liveness.LIVE, _Liveness.DECOMMISSIONING, _Liveness.DRAINING})
+_LIVE = frozenset({Liveness.LIVE, Liveness.DECOMMISSIONING, Liveness.DRAINING})
 
 
 # --- wire encodings ---------------------------------------------------------------------
@@ -901,21 +890,21 @@ class SimulatedCluster:
         """Nodes that still have a status record: all but the decommissioned."""
         return [node for node in self._nodes.values() if not node.decommissioned]
 
-    def _liveness(self, node: _Node, now: float) -> _Liveness:
+    def _liveness(self, node: _Node, now: float) -> Liveness:
         """CockroachDB's derivation: the liveness record expires liveness_ttl after the
         process dies and counts as dead time_until_store_dead later."""
         if node.decommissioned:
-            return _Liveness.DECOMMISSIONED
+            return Liveness.DECOMMISSIONED
         decommissioning = node.decommission_due is not None
         if node.killed_at is not None:
             expired_for = now - node.killed_at - self.config.liveness_ttl
             if expired_for >= self.config.time_until_store_dead:
-                return _Liveness.DECOMMISSIONED if decommissioning else _Liveness.DEAD
+                return Liveness.DECOMMISSIONED if decommissioning else Liveness.DEAD
             if expired_for >= 0:
-                return _Liveness.UNAVAILABLE
+                return Liveness.UNAVAILABLE
         if decommissioning:
-            return _Liveness.DECOMMISSIONING
-        return _Liveness.DRAINING if node.draining else _Liveness.LIVE
+            return Liveness.DECOMMISSIONING
+        return Liveness.DRAINING if node.draining else Liveness.LIVE
 
     def _is_live(self, node: _Node, now: float) -> bool:
         return self._liveness(node, now) in _LIVE
@@ -1137,7 +1126,7 @@ class SimulatedCluster:
         if ready and ready not in _GO_BOOLS:
             return _text(400, "invalid ready value")
         if ready and _GO_BOOLS[ready] and self._liveness(node, now) not in (
-                _Liveness.LIVE, _Liveness.DECOMMISSIONING):
+                Liveness.LIVE, Liveness.DECOMMISSIONING):
             return _text(500, _INTERNAL_ERROR)
         return _json({})
 
@@ -1259,7 +1248,7 @@ class SimulatedCluster:
         """What the RPC to one node returns: its hot ranges, busiest first, or a dial error."""
         node = self._nodes.get(node_id)
         if node is None or node.decommissioned:
-            status, detail = _Liveness.UNKNOWN, f"unable to look up descriptor for n{node_id}"
+            status, detail = Liveness.UNKNOWN, f"unable to look up descriptor for n{node_id}"
         elif node.killed_at is not None:
             status, detail = self._liveness(node, now), f"unable to dial n{node_id}: breaker open"
         else:
