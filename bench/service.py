@@ -1,5 +1,5 @@
-"""Benchmark the service's cost: resident memory and CPU of `crdb-watchdog run` watching 1 and
-20 simulated clusters at the default intervals.
+"""Benchmark the service's cost: resident memory, CPU and API requests of `crdb-watchdog run`
+watching 1 and 20 simulated clusters at the default intervals.
 
     python -m bench.service [--seconds 120] [--warmup 10] [--write]
 
@@ -8,8 +8,9 @@ nothing firing) against 3-node simulated clusters served from this process. Afte
 (imports, first logins), its CPU time (user + system, from /proc/PID/stat) is read over the
 measured window and scaled to an hour. That is an extrapolation, not an hour's run; it holds
 because the work is periodic and the default window spans two periods of the slowest source
-(hot ranges, 60 s). Figures are printed, and with --write put in bench/RESULTS.md under their
-own heading.
+(hot ranges, 60 s). API requests and logins are counted at the simulated clusters over the
+same window. Figures are printed, and with --write put in bench/RESULTS.md under their own
+heading.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,10 @@ class Measure:
     peak_mib: float
     startup_cpu: float
     cpu_per_hour: float
+    requests_per_minute: dict[str, float]
+    """Per cluster, by API path, counted at the simulated clusters over the window."""
+    logins: int
+    """Logins over the window, all clusters: none while sessions last."""
 
 
 def measure(clusters: int, seconds: float, warmup: float) -> Measure:
@@ -54,10 +60,13 @@ def measure(clusters: int, seconds: float, warmup: float) -> Measure:
         try:
             time.sleep(warmup)
             startup_cpu = cpu_seconds(process.pid)
+            for sim in sims:
+                sim.reset_counters()
             started = time.monotonic()
             time.sleep(seconds)
             used = cpu_seconds(process.pid) - startup_cpu
             elapsed = time.monotonic() - started
+            counted = [sim.counters() for sim in sims]
             rss, peak = status_mib(process.pid, "VmRSS"), status_mib(process.pid, "VmHWM")
         finally:
             process.terminate()
@@ -66,7 +75,13 @@ def measure(clusters: int, seconds: float, warmup: float) -> Measure:
     receiver.close()
     sources = next((line.split("sources ", 1)[1].split(";")[0] for line in log.splitlines()
                     if "sources " in line), "?")
-    return Measure(clusters, sources, rss, peak, startup_cpu, used / elapsed * 3600)
+    requests: Counter[str] = Counter()
+    for counters in counted:
+        requests.update(counters["requests"])
+    per_minute = {path: count / clusters / elapsed * 60 for path, count in requests.items()}
+    logins = sum(counters["logins"] for counters in counted)
+    return Measure(clusters, sources, rss, peak, startup_cpu, used / elapsed * 3600, per_minute,
+                   logins)
 
 
 def write_config(folder: Path, sims: list[SimulatedCluster], receiver_url: str) -> Path:
@@ -104,16 +119,25 @@ def status_mib(pid: int, field: str) -> float:
 
 def table(results: list[Measure], seconds: float, warmup: float) -> str:
     rows = ["| clusters | sources polled | resident memory | start-up CPU | CPU per hour "
-            "(extrapolated) |", "|---|---|---|---|---|"]
+            "(extrapolated) | API requests per minute per cluster | logins |",
+            "|---|---|---|---|---|---|---|"]
     rows += [f"| {m.clusters} | {m.sources} | {m.rss_mib:.1f} MiB (peak {m.peak_mib:.1f}) "
              f"| {m.startup_cpu:.2f} s | {m.cpu_per_hour:.0f} s "
-             f"({m.cpu_per_hour / 36:.2f} % of a core) |" for m in results]
+             f"({m.cpu_per_hour / 36:.2f} % of a core) | {requests_text(m)} | {m.logins} |"
+             for m in results]
     return "\n".join([
         f"`python -m bench.service` on {machine()}. A real "
         f"`crdb-watchdog run` per case, 3-node simulated clusters, default intervals, nothing "
         f"firing; CPU measured over {seconds:.0f} s after a {warmup:.0f} s warm-up and scaled "
         f"to an hour (an extrapolation, not an hour's run). Target: under 80 MiB for one "
         f"cluster.", "", *rows, ""])
+
+
+def requests_text(measure: Measure) -> str:
+    """`82 (health/ 72, nodes/ 6, …)`: the total and each path's share."""
+    paths = sorted(measure.requests_per_minute.items(), key=lambda item: -item[1])
+    total = sum(measure.requests_per_minute.values())
+    return f"{total:.0f} ({', '.join(f'{path} {rate:.1f}' for path, rate in paths)})"
 
 
 def main() -> None:

@@ -33,12 +33,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, step: float 
 
 
 class Receiver:
-    """A webhook receiver behind `json://127.0.0.1:PORT/hook`: records every payload."""
+    """A webhook receiver behind `json://127.0.0.1:PORT/hook`: records every payload.
 
-    def __init__(self) -> None:
+    `up` False: it answers 503. `answering` cleared: it records a payload, then leaves the
+    sender waiting for an answer until the event is set again (a receiver that hangs).
+    """
+
+    def __init__(self, port: int = 0) -> None:
         self.payloads: list[dict[str, Any]] = []
         self.received_at: list[float] = []
         self.up = True
+        self.answering = threading.Event()
+        self.answering.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +56,7 @@ class Receiver:
                     return
                 receiver.payloads.append(json.loads(body))
                 receiver.received_at.append(time.monotonic())
+                receiver.answering.wait()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -57,7 +64,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -69,14 +76,18 @@ class Receiver:
         return [p["title"] for p in self.payloads if p["title"].startswith(prefix)]
 
     def close(self) -> None:
+        self.answering.set()
         self._server.shutdown()
         self._server.server_close()
 
 
-def write_config(path: Path, urls: list[str], receiver_url: str, *, interval: str = "300ms",
+def write_config(path: Path, urls: list[str], receiver_url: str | list[str], *,
+                 interval: str = "300ms",
                  password: str = "secret", unreachable_after: int = 3,
                  rules: list[str] | None = None, extra: str = "") -> Path:
+    """One channel, `hook`, of the receiver's URL (or URLs); `extra` is appended."""
     rules_line = f"rules: {json.dumps(rules)}\n" if rules is not None else ""
+    channel_urls = [receiver_url] if isinstance(receiver_url, str) else receiver_url
     path.write_text(f"""\
 clusters:
   - name: sim
@@ -86,7 +97,7 @@ clusters:
     timeout: 1s
     unreachable_after: {unreachable_after}
 {rules_line}channels:
-  hook: {{urls: ["{receiver_url}"]}}
+  hook: {{urls: {json.dumps(channel_urls)}}}
 routes:
   - channels: [hook]
     group_wait: 0s

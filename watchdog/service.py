@@ -52,6 +52,10 @@ STATUS_TICK = 5.0
 STOP_BUDGET = 8.0
 """SIGTERM to exit: polls drained, the outbox tried once, within systemd's patience."""
 DRAIN_TIMEOUT = 4.0
+STATE_BUSY_TIMEOUT = 0.25
+"""How long a write waits for another process's lock on the state file before the state is
+held in memory (Store's `keep_paging`). The event loop waits with it, and the CLI's own
+transactions last milliseconds."""
 
 
 @dataclass
@@ -95,6 +99,28 @@ class Progress:
         return age if age > limit else None
 
 
+@dataclass
+class Cadence:
+    """When one job's polls were due: exactly `interval` apart while they run on time.
+
+    A round is evaluated at its poll's due time, not when the answer arrived, as Prometheus
+    evaluates rules at aligned timestamps and rule tests at their `at:`. Then `for: 10s` over
+    polls every 5 s fires on the third poll that sees the condition, always: evaluated on
+    arrival, it fired on the fourth whenever the third poll answered a millisecond quicker
+    than the first (half the time). A poll that starts far from its due time (a stepped
+    clock, a blocked loop) is due when it starts, and the next ones follow from there.
+    """
+
+    interval: timedelta
+    due: datetime
+
+    def due_at(self, started: datetime) -> datetime:
+        periods = round((started - self.due) / self.interval)
+        due = self.due + periods * self.interval
+        self.due = due if periods > 0 and abs(started - due) < self.interval / 4 else started
+        return self.due
+
+
 class _Failure:
     """A recurring failure logged when it starts or changes, and when it ends: not each time."""
 
@@ -136,6 +162,7 @@ class Watchdog:
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._failures: dict[str, _Failure] = {}
+        self._cadences: dict[str, Cadence] = {}
         self.metrics.watch(LiveState(lambda: list(self.clusters), self.tracker.alerts,
                                      self.store.outbox, self.clock))
 
@@ -155,21 +182,23 @@ class Watchdog:
     # Rounds ----------------------------------------------------------------------------
 
     async def poll(self, cluster: str, source: Source,
-                   events_since: timedelta = timedelta(0)) -> Round:
+                   events_since: timedelta = timedelta(0), due: datetime | None = None,
+                   ) -> Round:
         """Poll one source, evaluate its rules, advance alert states, wake the notifier.
 
-        Event rules see the events after the stored cursor; without one (a first start),
-        those of the last `events_since`: none for the service, which never replays history.
+        The round is evaluated at `due` (see Cadence), else when the answer arrived. Event
+        rules see the events after the stored cursor; without one (a first start), those of
+        the last `events_since`: none for the service, which never replays history.
         """
         watch = self.clusters[cluster]
         cursor = self.store.cursor(cluster, source) if source == "events" else None
         started = time.perf_counter()
         result = await SourcePoller(watch.client).poll(
-            source, self.clock(), events_since=events_since, cursor=cursor)
+            source, due or self.clock(), events_since=events_since, cursor=cursor)
         polled = time.perf_counter()
         if self.clusters.get(cluster) is not watch:
             return Round(cluster, result, {})  # reconfigured while polling: a stale answer
-        now = self.clock()
+        now = due or self.clock()
         self._record(watch, result, now)
         outcomes = watch.evaluator.on_poll(result, now)
         self.poll_context.observe(cluster, result.items, now)
@@ -266,7 +295,8 @@ class Watchdog:
         self._schedule()
         self._scheduler.start()
         tasks = [asyncio.create_task(self._notifier(stop)),
-                 asyncio.create_task(self._keepalive(notifier))]
+                 asyncio.create_task(self._keepalive(notifier)),
+                 asyncio.create_task(self._follow_clock_steps())]
         notifier.send(READY="1", STATUS=self.status())
         log.info("watching %d cluster(s): %s; sources %s; %d rules", len(self.clusters),
                  ", ".join(self.clusters), ", ".join(sorted(self.sources)),
@@ -286,15 +316,36 @@ class Watchdog:
         for job in self._scheduler.get_jobs():
             if job.id not in wanted or job.trigger.interval != wanted[job.id][2]:
                 job.remove()
+                del self._cadences[job.id]
         existing = {job.id for job in self._scheduler.get_jobs()}
+        first = self.clock()
         for job_id, (cluster, source, interval) in wanted.items():
             if job_id in existing:
                 continue
+            self._cadences[job_id] = Cadence(interval, due=first - interval)
             seconds = interval.total_seconds()
             self._scheduler.add_job(self._job, "interval", seconds=seconds, id=job_id,
-                                    args=[cluster, source], next_run_time=self.clock(),
+                                    args=[cluster, source], next_run_time=first,
                                     coalesce=True, max_instances=1,
                                     misfire_grace_time=math.ceil(seconds))
+
+    async def _follow_clock_steps(self) -> None:
+        """APScheduler keeps time by the wall clock: stepped back an hour, it would wait an
+        hour for the next poll, and the watchdog would be blind. A job due further ahead
+        than its interval has been stepped over: it is made due now, and goes on from there.
+        (A forward step needs nothing: overdue jobs run at once.)"""
+        assert self._scheduler is not None
+        slack = timedelta(seconds=NOTIFIER_TICK)
+        while True:
+            await asyncio.sleep(NOTIFIER_TICK)
+            now = datetime.now(UTC)
+            stepped_over = [job for job in self._scheduler.get_jobs() if job.next_run_time
+                            and job.next_run_time - now > job.trigger.interval + slack]
+            if stepped_over:
+                log.warning("the system clock went back: %d poll(s) it put off are due now",
+                            len(stepped_over))
+            for job in stepped_over:
+                job.modify(next_run_time=now)
 
     async def _job(self, cluster: str, source: Source) -> None:
         """One scheduled poll. Nothing escapes to APScheduler, which would log a traceback
@@ -306,7 +357,8 @@ class Watchdog:
         failure = self._failures.setdefault(f"{cluster}:{source}",
                                             _Failure(f"round of {cluster} {source}"))
         try:
-            await self.poll(cluster, source)
+            due = self._cadences[f"{cluster}:{source}"].due_at(self.clock())
+            await self.poll(cluster, source, due=due)
             failure.ok()
             if self._all_clusters_healthy():
                 self.heartbeat.beat()
@@ -431,6 +483,8 @@ class Watchdog:
                 f"{self.progress.rounds} rounds")
         if failing:
             text += f"; polls failing: {', '.join(failing)}"
+        if self.store.fault:
+            text += "; STATE IN MEMORY ONLY (the state file fails)"
         stalled = self.stalled_for()
         if stalled is not None:
             text += f"; STALLED: nothing completed for {stalled:.0f} s"
@@ -443,7 +497,8 @@ class Watchdog:
         clusters = {w.name: {"rounds": w.rounds, "poll_errors": dict(w.poll_errors)}
                     for w in self.clusters.values()}
         return stalled is None, {"status": "ok" if stalled is None else "stalled",
-                                 "rounds": self.progress.rounds, "clusters": clusters}
+                                 "rounds": self.progress.rounds, "clusters": clusters,
+                                 "state_store": self.store.fault or "ok"}
 
 
 async def _close_after_polls(watch: ClusterWatch) -> None:
@@ -481,7 +536,7 @@ async def serve(config_path: Path, load: Loader) -> int:
     """`crdb-watchdog run`: until SIGTERM; SIGHUP reloads, keeping the old set if invalid."""
     config, rules = load(config_path)
     redact(config_secrets(config))
-    store = Store(config.state)
+    store = Store(config.state, busy_timeout=STATE_BUSY_TIMEOUT, keep_paging=True)
     notifier = Notifier()
     watchdog = Watchdog(config, rules, store)
     server = await _status_server(watchdog)
