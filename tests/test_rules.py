@@ -5,9 +5,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fixture_json
+from watchdog.evaluation import ClusterEvaluator
+from watchdog.poller import PollResult
 from watchdog.rules import EvalContext, Rule, ValueHistory, load_rule_file, load_rules
 from watchdog.snapshot import Node, parse_events, parse_nodes
 from watchdog.sourcefile import InvalidInput
+from watchdog.store import Store
+from watchdog.tracker import AlertTracker
 
 NOW = datetime(2024, 3, 12, 9, 46, tzinfo=UTC)
 
@@ -184,3 +188,16 @@ def test_event_rules_are_instantaneous(tmp_path: Path) -> None:
     events = parse_events(fixture_json("events.json"))
     [finding] = rule.evaluate(EvalContext("prod", NOW, {"events": events})).findings
     assert finding.labels["event_type"] == "set_cluster_setting"
+
+
+def test_a_rule_that_escapes_the_sandbox_leaves_the_other_rules_working(tmp_path: Path) -> None:
+    path = rule_file(tmp_path,
+                     "  - alert: Escape\n    source: nodes\n    each: node\n"
+                     "    when: node.__class__.__subclasses__() | length > 0\n    summary: x\n"
+                     "  - alert: Dead\n    source: nodes\n    each: node\n"
+                     "    when: node.liveness == 'DEAD'\n    summary: 'node {{ node.node_id }}'\n")
+    tracker = AlertTracker(Store(Path(":memory:")), timedelta(minutes=15))
+    evaluator = ClusterEvaluator("prod", 3, load_rules([str(path)]), tracker)
+    outcomes = evaluator.on_poll(PollResult("nodes", nodes()), NOW)
+    assert "SecurityError" in outcomes["Escape"].errors[0]
+    assert [(a.name, a.labels["node_id"]) for a in tracker.alerts()] == [("Dead", "2")]
