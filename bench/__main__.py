@@ -14,7 +14,7 @@ import asyncio
 import statistics
 
 from bench import evaluation, page, pipeline, service
-from bench.report import machine, write_section
+from bench.report import machine, markdown_table, publish
 from watchdog.config import Intervals, Source
 
 TITLE = "Summary: `python -m bench`"
@@ -61,17 +61,15 @@ def main() -> None:
                         help="2 incidents per setup and 60 s of idling: a smoke run")
     args = parser.parse_args()
     incidents, seconds = (2, 60.0) if args.quick else (4, 120.0)
-    table = ["| measure | result | target, floor |", "|---|---|---|"]
-    table += [f"| {a} | {b} | {c} |" for a, b, c in rows(incidents, seconds)]
-    text = "\n".join([
+    table = markdown_table(("measure", "result", "target, floor"), rows(incidents, seconds))
+    intro = (
         f"`python -m bench` on {machine()}. Time to page: a real `crdb-watchdog run` per "
         f"setup, a 3-node simulated cluster with a {page.TTL:g} s liveness TTL in real time, a "
         "node killed at a random moment; its floor is TTL + ceil(for / P) · P plus the poll "
         "phase w ∈ [0, P), for nodes polls every P s (bench/page.py). Memory, CPU and "
         f"requests: `run` with the built-in pack, default intervals, over {seconds:.0f} s "
-        "after a 10 s warm-up (bench/service.py).", "", *table])
-    print(text)
-    write_section(TITLE, text)
+        "after a 10 s warm-up (bench/service.py).")
+    publish(TITLE, intro, table, write=True)
 
 
 if __name__ == "__main__":

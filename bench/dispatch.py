@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bench.pipeline import percentile
-from bench.report import machine, write_section
+from bench.report import machine, markdown_table, publish
 from tests.e2e import Receiver
 from watchdog.alerts import Finding, Timing
 from watchdog.config import ChannelConfig, ClusterConfig, Config, RouteConfig
@@ -141,15 +141,11 @@ def main() -> None:
         ("dispatch pass, 100 alerts paged, 10 silences, nothing to send",
          f"{costs['pass'] * 1000:.2f} ms", ""),
     ]
-    table = ["| measure | result | target |", "|---|---|---|"]
-    table += [f"| {name} | {value} | {target} |" for name, value, target in rows]
-    text = "\n".join([
-        f"`python -m bench.dispatch` on {machine()}: {args.notifications} notifications "
-        "(tracker → dispatcher → outbox → Apprise `json://` → local receiver), one "
-        "process.", "", *table])
-    print(text)
-    if args.write:
-        write_section("Notify pipeline: state change to receiver", text)
+    intro = (f"`python -m bench.dispatch` on {machine()}: {args.notifications} notifications "
+             "(tracker → dispatcher → outbox → Apprise `json://` → local receiver), one "
+             "process.")
+    publish("Notify pipeline: state change to receiver", intro,
+            markdown_table(("measure", "result", "target"), rows), write=args.write)
 
 
 if __name__ == "__main__":

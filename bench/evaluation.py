@@ -20,12 +20,14 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from bench.report import machine, write_section
+from bench.report import machine, markdown_table, publish
+from watchdog.config import Source
 from watchdog.evaluation import ClusterEvaluator
 from watchdog.poller import PollResult
 from watchdog.rules import load_rules
-from watchdog.snapshot import HealthItem, HotRange, Node, parse_hot_ranges, parse_nodes
+from watchdog.snapshot import HealthItem, Node, parse_hot_ranges, parse_nodes
 from watchdog.store import Store
 from watchdog.tracker import AlertTracker
 
@@ -33,7 +35,7 @@ DATA = Path(__file__).parent.parent / "tests" / "data"
 SIZES = (10, 100, 1000)
 
 
-def snapshot(size: int) -> dict[str, list[Node] | list[HealthItem] | list[HotRange]]:
+def snapshot(size: int) -> dict[Source, list[Any]]:
     template = parse_nodes(json.loads((DATA / "nodes_3_live.json").read_text()))
     nodes = [dataclasses.replace(template[i % 3], node_id=i + 1,
                                  address=f"crdb-{i + 1}.example.internal:26257",
@@ -62,10 +64,10 @@ def measure(size: int, rounds: int) -> tuple[float, float]:
     times = []
     for index in range(rounds):
         at = now + timedelta(seconds=10 * index)
-        data["nodes"] = written_at(data["nodes"], at)  # type: ignore[arg-type]
+        data["nodes"] = written_at(data["nodes"], at)
         started = time.perf_counter()
         for source in sources:
-            evaluator.on_poll(PollResult(source, data[source]), at)  # type: ignore[arg-type]
+            evaluator.on_poll(PollResult(source, data[source]), at)
         times.append((time.perf_counter() - started) * 1000)
     ordered = sorted(times)
     return statistics.median(times), ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))]
@@ -77,18 +79,15 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
     rules = load_rules(None)
-    rows = ["| nodes | median | p99 | target |", "|---|---|---|---|"]
+    rows = []
     for size in SIZES:
         median, p99 = measure(size, args.rounds)
-        target = "< 25 ms" if size == 1000 else ""
-        rows.append(f"| {size} | {median:.2f} ms | {p99:.2f} ms | {target} |")
-    text = "\n".join([
-        f"`python -m bench.evaluation`: one round of the built-in pack ({len(rules.rules)} "
-        f"rules over {', '.join(sorted(rules.sources))}), {args.rounds} rounds per size, "
-        f"on {machine()}.", "", *rows])
-    print(text)
-    if args.write:
-        write_section("Evaluation round", text)
+        rows.append((size, f"{median:.2f} ms", f"{p99:.2f} ms", "< 25 ms" if size == 1000 else ""))
+    intro = (f"`python -m bench.evaluation`: one round of the built-in pack ({len(rules.rules)} "
+             f"rules over {', '.join(sorted(rules.sources))}), {args.rounds} rounds per size, "
+             f"on {machine()}.")
+    publish("Evaluation round", intro, markdown_table(("nodes", "median", "p99", "target"), rows),
+            write=args.write)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import machine, write_section
+from bench.report import machine, markdown_table, publish
 from tests.e2e import Receiver
 from watchdog.simulator import SimConfig, SimulatedCluster
 
@@ -161,16 +161,13 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=4)
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
-    table = ["| measure | result | floor, target |", "|---|---|---|"]
-    table += [f"| {a} | {b} | {c} |" for a, b, c in rows(run(args.incidents))]
-    text = "\n".join([
-        f"`python -m bench.page` on {machine()}: a real `crdb-watchdog run` per setup, a "
-        f"3-node simulated cluster with a {TTL:g} s liveness TTL in real time, a node killed "
-        "at a random moment. Floor: TTL + ceil(for / P) · P, plus the poll phase w ∈ [0, P) "
-        "for nodes polls every P s.", "", *table])
-    print(text)
-    if args.write:
-        write_section("Time to page", text)
+    intro = (f"`python -m bench.page` on {machine()}: a real `crdb-watchdog run` per setup, a "
+             f"3-node simulated cluster with a {TTL:g} s liveness TTL in real time, a node "
+             "killed at a random moment. Floor: TTL + ceil(for / P) · P, plus the poll phase "
+             "w ∈ [0, P) for nodes polls every P s.")
+    publish("Time to page", intro,
+            markdown_table(("measure", "result", "floor, target"), rows(run(args.incidents))),
+            write=args.write)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bench.report import machine, write_section
+from bench.report import machine, markdown_table, publish
 from tests.e2e import Receiver, write_config
 from watchdog.config import ChannelConfig, ClusterConfig, Config, Intervals, RouteConfig
 from watchdog.rules import load_rules
@@ -154,14 +154,10 @@ def main() -> None:
         ("resident memory of `run`, one cluster", f"{rss:.1f} MiB (peak {peak:.1f} MiB)",
          "< 80 MiB"),
     ]
-    table = ["| measure | result | target |", "|---|---|---|"]
-    table += [f"| {name} | {value} | {target} |" for name, value, target in rows]
-    text = "\n".join([
-        f"`python -m bench.pipeline` on {machine()}: {args.incidents} incidents, memory "
-        f"sampled for {args.rss_seconds:.0f} s.", "", *table])
-    print(text)
-    if args.write:
-        write_section("Dispatch latency and memory", text)
+    intro = (f"`python -m bench.pipeline` on {machine()}: {args.incidents} incidents, memory "
+             f"sampled for {args.rss_seconds:.0f} s.")
+    publish("Dispatch latency and memory", intro,
+            markdown_table(("measure", "result", "target"), rows), write=args.write)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -17,6 +18,19 @@ def machine() -> str:
     cores = sum(1 for line in lines if line.startswith("processor"))
     return (f"{cores} cores ({cpu}), Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d')}")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def publish(title: str, intro: str, table: list[str], *, write: bool) -> None:
+    """Print a benchmark's table under its intro; with `write`, also its RESULTS.md section."""
+    text = "\n".join([intro, "", *table])
+    print(text)
+    if write:
+        write_section(title, text)
 
 
 def write_section(title: str, body: str) -> None:
