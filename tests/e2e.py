@@ -81,22 +81,28 @@ class Receiver:
         self._server.server_close()
 
 
-def write_config(path: Path, urls: list[str], receiver_url: str | list[str], *,
-                 interval: str = "300ms",
-                 password: str = "secret", unreachable_after: int = 3,
-                 rules: list[str] | None = None, extra: str = "") -> Path:
-    """One channel, `hook`, of the receiver's URL (or URLs); `extra` is appended."""
+def cluster_block(name: str, urls: list[str], *, interval: str = "300ms", timeout: str = "1s",
+                  password: str = "secret", unreachable_after: int = 3) -> str:
+    """One entry of `clusters:`, polling every source every `interval`."""
+    return f"""\
+  - name: {name}
+    urls: {json.dumps(urls)}
+    password: {password}
+    intervals: {{health: {interval}, nodes: {interval}, events: {interval}}}
+    timeout: {timeout}
+    unreachable_after: {unreachable_after}
+"""
+
+
+def write_clusters_config(path: Path, clusters: list[str], receiver_url: str | list[str], *,
+                          rules: list[str] | None = None, extra: str = "") -> Path:
+    """A config of the given `clusters:` entries and one channel, `hook`, of the receiver's
+    URL (or URLs), routed with short timers; the state beside it; `extra` is appended."""
     rules_line = f"rules: {json.dumps(rules)}\n" if rules is not None else ""
     channel_urls = [receiver_url] if isinstance(receiver_url, str) else receiver_url
     path.write_text(f"""\
 clusters:
-  - name: sim
-    urls: {json.dumps(urls)}
-    password: {password}
-    intervals: {{health: {interval}, nodes: {interval}, events: {interval}}}
-    timeout: 1s
-    unreachable_after: {unreachable_after}
-{rules_line}channels:
+{"".join(clusters)}{rules_line}channels:
   hook: {{urls: {json.dumps(channel_urls)}}}
 routes:
   - channels: [hook]
@@ -108,6 +114,15 @@ delivery: {{retry_initial: 200ms, retry_max: 1s}}
 http: {{listen: "127.0.0.1:0"}}
 {extra}""")
     return path
+
+
+def write_config(path: Path, urls: list[str], receiver_url: str | list[str], *,
+                 interval: str = "300ms", password: str = "secret", unreachable_after: int = 3,
+                 rules: list[str] | None = None, extra: str = "") -> Path:
+    """One simulated cluster, `sim`, and the receiver's channel."""
+    cluster = cluster_block("sim", urls, interval=interval, password=password,
+                            unreachable_after=unreachable_after)
+    return write_clusters_config(path, [cluster], receiver_url, rules=rules, extra=extra)
 
 
 class WatchdogProcess:

@@ -3,7 +3,6 @@ with its own environment, and plain HTTP GETs."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.e2e import WatchdogProcess, wait_until
+from tests.e2e import WatchdogProcess, wait_until, write_clusters_config
 
 
 @dataclass(frozen=True)
@@ -100,17 +99,6 @@ class HeartbeatReceiver:
         self._server.server_close()
 
 
-def cluster_block(name: str, urls: list[str], *, interval: str = "300ms", timeout: str = "1s",
-                  password: str = "secret") -> str:
-    return f"""\
-  - name: {name}
-    urls: {json.dumps(urls)}
-    password: {password}
-    intervals: {{health: {interval}, nodes: {interval}, events: {interval}}}
-    timeout: {timeout}
-"""
-
-
 LIVENESS_RULE = """\
 rules:
   - alert: NodeLivenessLost
@@ -129,21 +117,7 @@ def write_service_config(path: Path, clusters: list[str], receiver_url: str, *,
     if rules is None:
         (path.parent / "liveness.yaml").write_text(LIVENESS_RULE)
         rules = [str(path.parent / "liveness.yaml")]
-    rules_line = f"rules: {json.dumps(rules)}\n"
-    path.write_text(f"""\
-clusters:
-{"".join(clusters)}{rules_line}channels:
-  hook: {{urls: ["{receiver_url}"]}}
-routes:
-  - channels: [hook]
-    group_wait: 0s
-    group_interval: 500ms
-    repeat_interval: 1h
-state: {path.parent / "state.db"}
-http: {{listen: "127.0.0.1:0"}}
-delivery: {{retry_initial: 200ms, retry_max: 1s}}
-{extra}""")
-    return path
+    return write_clusters_config(path, clusters, receiver_url, rules=rules, extra=extra)
 
 
 class ServiceProcess(WatchdogProcess):

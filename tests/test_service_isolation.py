@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Receiver, wait_until
-from tests.service_helpers import cluster_block, running_service, write_service_config
+from tests.e2e import Receiver, cluster_block, wait_until
+from tests.service_helpers import running_service, write_service_config
 from watchdog.simulator import SimConfig, SimulatedCluster
 
 TTL = 1.0

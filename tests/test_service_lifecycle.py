@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Receiver, wait_until
+from tests.e2e import Receiver, cluster_block, wait_until
 from tests.service_helpers import (
     LIVENESS_RULE,
     NotifySocket,
-    cluster_block,
     http_get,
     running_service,
     write_service_config,

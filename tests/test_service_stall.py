@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import Receiver
-from tests.service_helpers import cluster_block, write_service_config
+from tests.e2e import Receiver, cluster_block
+from tests.service_helpers import write_service_config
 from watchdog.cli import load_all
 from watchdog.service import Watchdog
 from watchdog.simulator import SimulatedCluster
