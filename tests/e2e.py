@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -143,6 +145,12 @@ class WatchdogProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def outbox_empty(self) -> bool:
+        """Every notification recorded as delivered: a kill now cannot cause a resend (the
+        receiver having a page is not enough: the watchdog may not have its answer yet)."""
+        with contextlib.closing(sqlite3.connect(self.config.parent / "state.db")) as db:
+            return db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
 
     def terminate(self, timeout: float = 10.0) -> int:
         assert self.process is not None

@@ -31,6 +31,7 @@ def test_dead_node_pages_once_survives_kill_9_and_resolves_once(
         assert receiver.titles("[FIRING") == ["[FIRING:1] NodeLivenessLost"]
         assert "Node 2 " in receiver.payloads[0]["message"]
         assert receiver.payloads[0]["type"] == "failure"
+        wait_until(watchdog.outbox_empty)
         watchdog.kill9()
 
     polls_before_restart = cluster.counters()["requests"]["nodes/"]
@@ -51,7 +52,7 @@ def test_resolution_that_happened_while_down_is_notified_after_restart(
     config = write_config(tmp_path / "watchdog.yaml", cluster.urls, receiver.url)
     with running_watchdog(config) as watchdog:
         cluster.kill(3)
-        wait_until(lambda: receiver.titles("[FIRING"))
+        wait_until(lambda: receiver.titles("[FIRING") and watchdog.outbox_empty())
         watchdog.kill9()
     cluster.revive(3)
     with running_watchdog(config):
