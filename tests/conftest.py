@@ -13,6 +13,7 @@ import pytest
 from tests.e2e import Receiver
 from watchdog.alerts import Alert, State
 from watchdog.simulator import SimConfig, SimulatedCluster
+from watchdog.store import Store
 
 DATA = Path(__file__).parent / "data"
 
@@ -24,6 +25,14 @@ def fixture_json(name: str) -> Any:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A state store in a fresh file."""
+    state = Store(tmp_path / "state.db")
+    yield state
+    state.close()
 
 
 # End-to-end tests: a simulated cluster and a webhook receiver ----------------------------

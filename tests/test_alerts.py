@@ -1,7 +1,5 @@
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from watchdog.alerts import Alert, Finding, State, Timing, advance
 from watchdog.store import Store
 from watchdog.tracker import AlertTracker
@@ -76,13 +74,6 @@ def test_firing_alert_takes_the_latest_annotations() -> None:
     alert = advance(alert, finding("second"), Timing(), at(1))
     assert alert is not None and alert.annotations["summary"] == "second"
     assert alert.fired_at == at(0)
-
-
-@pytest.fixture
-def store(tmp_path):  # type: ignore[no-untyped-def]
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def test_tracker_state_survives_a_restart(store: Store) -> None:

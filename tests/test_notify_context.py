@@ -1,11 +1,7 @@
 """What pages show about nodes: the directory and the recent events, kept from polls."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from unittest import mock
-
-import pytest
 
 from tests.conftest import fixture_json
 from watchdog.notify.context import RECENT, PollContext, recent_event
@@ -15,13 +11,6 @@ from watchdog.store import NodeInfo, Store
 EVENTS = parse_events(fixture_json("events.json"))
 NODES = parse_nodes(fixture_json("nodes_3_live.json"))
 AFTER = datetime(2024, 3, 12, 10, 0, tzinfo=UTC)  # shortly after the recorded events
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def test_node_and_setting_events_are_kept_with_their_gist() -> None:

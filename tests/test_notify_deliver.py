@@ -96,13 +96,6 @@ def _slow(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
 # The outbox ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
-
-
 def queue(store: Store, *urls: str, title: str = "[FIRING:1] NodeLivenessLost",
           body_format: str = "text") -> None:
     store.dispatch([OutboxEntry(channel="oncall", url=url, title=title, body="Node 1 is DEAD",

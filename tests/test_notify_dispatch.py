@@ -1,7 +1,6 @@
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,13 +24,6 @@ def config(**route: Any) -> Config:
         "routes": [{"channels": ["oncall"], "group_wait": "0s", "group_interval": "1m",
                     "repeat_interval": "1h", **route}],
     })
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def dispatcher(store: Store, **route: Any) -> Dispatcher:

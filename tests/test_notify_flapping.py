@@ -1,9 +1,8 @@
 """Flapping: announced once, quiet while it lasts (also across a restart), then the state it
 settled in is notified."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ FLAPPING = FlappingConfig(window=timedelta(minutes=10), high=4, low=1)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def dispatcher(store: Store, flapping: dict[str, Any] | None) -> Dispatcher:

@@ -1,12 +1,10 @@
 """Silences and inhibition in the dispatcher: a muted alert sends nothing; its resolution goes
 out only if it was paged before; when the muting ends, a still firing alert pages again."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import NOTIFY_T0 as T0
 from watchdog.alerts import Alert, State
@@ -21,13 +19,6 @@ MakeAlert = Callable[..., Alert]
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def dispatcher(store: Store, **extra: Any) -> Dispatcher:

@@ -1,6 +1,5 @@
 """Silences: matchers, their checks, the store, and `crdb-watchdog silence add/list/expire`."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +18,6 @@ from watchdog.notify.silences import (
 from watchdog.store import Matcher, Store
 
 LABELS = {"alertname": "NodeLivenessLost", "cluster": "prod", "node_id": "12"}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize(("text", "expected"), [
