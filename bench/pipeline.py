@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bench.report import machine, markdown_table, publish
+from bench.report import machine, markdown_table, publish, status_mib
 from tests.e2e import Receiver, write_config
 from watchdog.config import ChannelConfig, ClusterConfig, Config, Intervals, RouteConfig
 from watchdog.rules import load_rules
@@ -120,20 +120,13 @@ def run_rss(seconds: float) -> tuple[float, float]:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 time.sleep(1)
-                samples.append(_status_mib(process.pid, "VmRSS"))
-            peak = _status_mib(process.pid, "VmHWM")
+                samples.append(status_mib(process.pid, "VmRSS"))
+            peak = status_mib(process.pid, "VmHWM")
         finally:
             process.terminate()
             process.wait()
     receiver.close()
     return samples[-1], peak
-
-
-def _status_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def main() -> None:

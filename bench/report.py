@@ -20,6 +20,14 @@ def machine() -> str:
             f"{time.strftime('%Y-%m-%d')}")
 
 
+def status_mib(pid: int, field: str) -> float:
+    """A memory figure of a running process (`VmRSS`, `VmHWM`) in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import machine, write_section
+from bench.report import machine, status_mib, write_section
 from tests.e2e import Receiver
 from watchdog.simulator import SimConfig, SimulatedCluster
 
@@ -108,13 +108,6 @@ http: {{listen: "127.0.0.1:0"}}
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def table(results: list[Measure], seconds: float, warmup: float) -> str:
